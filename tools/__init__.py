@@ -1,0 +1,1 @@
+"""The ``crampwatch`` command: one thin module per subcommand."""
