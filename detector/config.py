@@ -1,0 +1,212 @@
+"""One typed, frozen configuration for the whole detection pipeline.
+
+Every parameter has its unit in its name and one docstring line (shown by
+``crampwatch config show``).  ``--set NAME=VALUE`` on the command line and a
+TOML file (table ``[detector]`` or top level) both map onto it.
+
+Examples
+--------
+>>> from crampwatch.detector.config import DetectorConfig
+>>> cfg = DetectorConfig().with_overrides(["min_duration_s=5"])
+>>> cfg.min_duration_s
+5.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+
+from crampwatch.errors import ConfigError
+
+
+def _doc(text: str, **kw):
+    return field(metadata={"doc": text}, **kw)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Parameters of the detection pipeline (units in the names)."""
+
+    # --- filters ---------------------------------------------------------------
+    band_low_hz: float = _doc("EMG band-pass lower edge (Hz); removes motion artifact and drift",
+                              default=20.0)
+    band_high_hz: float = _doc("EMG band-pass upper edge (Hz); clipped to 0.45 x sample rate",
+                               default=450.0)
+    band_order: int = _doc("Butterworth order of each band-pass edge", default=4)
+    mains_hz: str = _doc("mains notch: '50', '60', 'auto' (both families) or 'off'",
+                         default="auto")
+    notch_width_hz: float = _doc("-3 dB width of each mains notch (Hz)", default=2.0)
+    # --- envelope and framing ----------------------------------------------------
+    frame_s: float = _doc("frame hop of the envelope (s)", default=0.05)
+    rms_window_s: float = _doc("RMS envelope window (s)", default=0.25)
+    step_s: float = _doc("decision step: how often a window is classified (s)", default=0.5)
+    window_s: float = _doc("classification window, trailing (s)", default=2.0)
+    rhythm_window_s: float = _doc("window for rhythm (periodic burst) detection (s)", default=6.0)
+    # --- adaptive baseline -------------------------------------------------------
+    floor_init_uv: float = _doc("initial noise-floor estimate before any rest is seen (uV RMS)",
+                                default=2.0)
+    floor_min_uv: float = _doc("the noise floor is never taken lower than this (uV RMS)",
+                               default=0.5)
+    floor_up_s: float = _doc("time for the floor estimate to double while resting (s)",
+                             default=120.0)
+    floor_down_s: float = _doc("time constant of the floor falling to a quieter level (s)",
+                               default=2.0)
+    # --- activity thresholds -----------------------------------------------------
+    on_ratio: float = _doc("EMG counts as contracting above this multiple of the floor",
+                           default=4.0)
+    on_min_uv: float = _doc("... and above this absolute RMS level (uV)", default=6.0)
+    off_ratio: float = _doc("an episode continues while EMG stays above this multiple of the floor",
+                            default=2.5)
+    # --- tonic-versus-phasic decision --------------------------------------------
+    tonic_min_fraction: float = _doc(
+        "fraction of envelope frames above the off-threshold (with the window median above the "
+        "on-threshold) for a window to be tonic", default=0.9)
+    modulation_min: float = _doc(
+        "10th/90th percentile ratio of the envelope in a window; lower = bursty (phasic)",
+        default=0.35)
+    rhythm_max: float = _doc(
+        "envelope autocorrelation peak (0.4-2.5 s lags) above which a window is rhythmic (walking)",
+        default=0.6)
+    motion_max_g: float = _doc(
+        "dynamic acceleration (g, window mean) above which a window is movement, not a cramp onset",
+        default=0.05)
+    posture_change_max_deg: float = _doc(
+        "posture change across a window (degrees) above which it is movement", default=20.0)
+    upright_axis: str = _doc(
+        "accelerometer axis along the shank ('x', 'y', 'z' or 'none'): gravity along it means "
+        "standing, and no cramp onset is taken while upright", default="x")
+    upright_max_deg: float = _doc(
+        "gravity within this angle of the shank axis counts as upright (degrees)", default=40.0)
+    hum_max_ratio: float = _doc(
+        "mains hum power / EMG power above which a window is mains-dominated (artifact)",
+        default=3.0)
+    drift_max_uv: float = _doc(
+        "low-frequency swing of the raw EMG (uV, std of 50 ms means over a window) above which "
+        "a window is artifact (motion, pop, lead-off)", default=500.0)
+    # --- episodes -------------------------------------------------------------------
+    min_duration_s: float = _doc("minimum cramp duration (s)", default=10.0)
+    candidate_tonic_fraction: float = _doc(
+        "share of a candidate's decision steps that must be tonic before it is confirmed",
+        default=0.75)
+    max_gap_s: float = _doc("a candidate survives non-tonic interruptions up to this long (s)",
+                            default=1.5)
+    end_gap_s: float = _doc("an episode ends after EMG stays below the off-threshold this long (s)",
+                            default=2.0)
+    merge_gap_s: float = _doc("episodes separated by less than this are merged (s)", default=5.0)
+    onset_ratio: float = _doc(
+        "an onset is traced back to where the envelope last rose above this multiple of the floor",
+        default=1.5)
+    walk_context_s: float = _doc(
+        "after rhythmic walking bursts, no cramp onset is taken for this long unless the "
+        "accelerometer shows the sleeper lying down again (s)", default=300.0)
+    walk_override_ratio: float = _doc(
+        "... except for contractions stronger than this multiple of the floor", default=15.0)
+    plm_series_bursts: int = _doc(
+        "bursts of 0.5-10 s within plm_window_s that make a periodic-limb-movement series",
+        default=2)
+    plm_window_s: float = _doc("look-back for the bursts of a PLM series (s)", default=180.0)
+    plm_min_duration_s: float = _doc(
+        "minimum cramp duration while a PLM series is going on (s); AASM bursts last <= 10 s",
+        default=15.0)
+    onset_lookback_s: float = _doc(
+        "how far back the onset of a confirmed episode is searched for (s)", default=30.0)
+
+    # ------------------------------------------------------------------------------
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise ConfigError(f"config {f.name}={v}: must not be negative", key=f.name)
+        if self.mains_hz not in ("50", "60", "auto", "off"):
+            raise ConfigError(f"config mains_hz={self.mains_hz!r}: use 50, 60, auto or off",
+                              key="mains_hz")
+        if self.upright_axis not in ("x", "y", "z", "none"):
+            raise ConfigError(f"config upright_axis={self.upright_axis!r}: use x, y, z or none",
+                              key="upright_axis")
+        if self.band_low_hz <= 0 or self.band_high_hz <= self.band_low_hz:
+            raise ConfigError(
+                f"config band_low_hz={self.band_low_hz}, band_high_hz={self.band_high_hz}: "
+                "need 0 < band_low_hz < band_high_hz", key="band_low_hz")
+        for name in ("frame_s", "rms_window_s", "step_s", "window_s", "min_duration_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"config {name} must be > 0", key=name)
+
+    # ------------------------------------------------------------------------------
+    @classmethod
+    def field_docs(cls) -> list[tuple[str, str, object]]:
+        """``(name, doc, default)`` for every parameter, in declaration order."""
+        return [(f.name, f.metadata.get("doc", ""), f.default) for f in fields(cls)]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "DetectorConfig":
+        """A copy with some fields changed (values converted and checked)."""
+        return self.from_mapping(changes, base=self)
+
+    @classmethod
+    def from_mapping(cls, mapping: dict, base: "DetectorConfig | None" = None,
+                     where: str = "config") -> "DetectorConfig":
+        """Build from a mapping of names to values (strings are converted)."""
+        base = base or cls()
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        values = {}
+        for key, raw in mapping.items():
+            if key not in known:
+                close = [k for k in known if key.split("_")[0] in k][:5]
+                hint = f" (did you mean: {', '.join(sorted(close))}?)" if close else ""
+                raise ConfigError(f"{where}: unknown parameter {key!r}{hint}", key=key)
+            values[key] = _convert(key, raw, hints[key], where)
+        return dataclasses.replace(base, **values)
+
+    def with_overrides(self, assignments: list[str] | None) -> "DetectorConfig":
+        """Apply ``NAME=VALUE`` strings (the CLI's ``--set``)."""
+        mapping = {}
+        for item in assignments or []:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected NAME=VALUE")
+            k, v = item.split("=", 1)
+            mapping[k.strip()] = v.strip()
+        return self.from_mapping(mapping, base=self, where="--set")
+
+    @classmethod
+    def from_toml(cls, path: str, base: "DetectorConfig | None" = None) -> "DetectorConfig":
+        """Read ``[detector]`` (or the top level) of a TOML file."""
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: no such config file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        section = data.get("detector", {k: v for k, v in data.items()
+                                        if not isinstance(v, dict)})
+        return cls.from_mapping(section, base=base, where=path)
+
+
+def _convert(key: str, raw, typ, where: str):
+    try:
+        if typ is str:
+            return str(raw)
+        if typ is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        if typ is bool:
+            if isinstance(raw, str):
+                if raw.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if raw.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {key}={raw!r} is not a valid {typ.__name__}",
+                          key=key) from exc
+    return raw

@@ -1,0 +1,249 @@
+"""The episode assembler: a pure state machine.
+
+Per-step decisions go in (:class:`StepDecision`), :class:`EpisodeStarted` and
+:class:`EpisodeEnded` events come out.  No I/O: the capture daemon writes the
+events to SQLite, replay writes them to JSON Lines.
+
+States: ``idle`` -> ``candidate`` (tonic windows seen, not yet long enough)
+-> ``active`` (confirmed: ``EpisodeStarted`` emitted, onset back-dated to
+when the contraction began) -> ``ending`` (EMG fell below the off-threshold;
+if tonic activity resumes within ``merge_gap_s`` the episode goes on) ->
+``EpisodeEnded``.  A candidate that is interrupted for longer than
+``max_gap_s`` before reaching ``min_duration_s`` is dropped.
+
+Examples
+--------
+>>> from crampwatch.detector.episodes import EpisodeAssembler, StepDecision
+>>> asm = EpisodeAssembler(min_duration_s=2.0, max_gap_s=1.0, end_gap_s=1.0, merge_gap_s=1.0)
+>>> events = []
+>>> for i in range(20):
+...     t = 0.5 * (i + 1)
+...     on = 1.0 <= t <= 6.0
+...     events += asm.step(StepDecision(t_end_s=t, step_s=0.5, tonic=on, active=on,
+...                                     onset_hint_s=0.8, rms_uv=50.0 if on else 2.0,
+...                                     peak_uv=60.0 if on else 3.0, score=0.9 if on else 0.0))
+>>> [type(e).__name__ for e in events]
+['EpisodeStarted', 'EpisodeEnded']
+>>> round(events[1].episode.onset_s, 2), round(events[1].episode.offset_s, 2)
+(0.8, 6.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """What the classifier said about one decision step.
+
+    Attributes
+    ----------
+    t_end_s : float
+        Time of the end of the step (s from the stream start).
+    step_s : float
+        Step length (s).
+    tonic : bool
+        The trailing window looks like a sustained tonic contraction.
+    active : bool
+        The EMG of this step is above the off-threshold (continuation).
+    onset_hint_s : float
+        Where the current contraction began to rise (s), used to back-date
+        the onset of a confirmed episode.
+    run_start_s : float or None
+        Start of the current uninterrupted run of EMG activity above the
+        off-threshold (s): the minimum-duration rule counts from here.
+        None: same as ``onset_hint_s``.
+    min_duration_s : float or None
+        A longer minimum duration in force at this step (PLM series).
+    offset_hint_s : float or None
+        Last time within the step the EMG was above the off-threshold.
+    rms_uv, peak_uv : float
+        Mean and peak envelope of the step (uV RMS).
+    score : float
+        Tonic score of the window (0-1).
+    label : str
+        ``rest``, ``tonic``, ``phasic``, ``movement``, ``artifact``, ``active`` or ``nodata``.
+    """
+
+    t_end_s: float
+    step_s: float
+    tonic: bool
+    active: bool
+    onset_hint_s: float
+    rms_uv: float
+    peak_uv: float
+    score: float
+    offset_hint_s: float | None = None
+    label: str = ""
+    floor_uv: float = 0.0
+    min_duration_s: float | None = None
+    run_start_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One detected cramp (times in seconds from the stream start)."""
+
+    episode_id: int
+    onset_s: float
+    offset_s: float | None
+    peak_rms_uv: float
+    mean_rms_uv: float
+    confidence: float
+    floor_uv: float
+    status: str = "open"          # open | closed | truncated
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.offset_s is None else self.offset_s - self.onset_s
+
+
+@dataclass(frozen=True)
+class EpisodeStarted:
+    """Emitted when an onset is confirmed (``min_duration_s`` of tonic activity)."""
+
+    episode: Episode
+    confirmed_at_s: float
+
+
+@dataclass(frozen=True)
+class EpisodeEnded:
+    """Emitted when an episode has ended (or the stream ended during it)."""
+
+    episode: Episode
+
+
+@dataclass
+class _Run:
+    onset_s: float
+    start_s: float
+    last_tonic_s: float
+    last_active_s: float
+    steps: list = field(default_factory=list)   # (t_end_s, rms_uv, peak_uv, score, tonic)
+
+
+class EpisodeAssembler:
+    """Turns per-step decisions into episode events (see module docstring)."""
+
+    def __init__(self, min_duration_s: float = 10.0, max_gap_s: float = 1.5,
+                 end_gap_s: float = 2.0, merge_gap_s: float = 5.0,
+                 candidate_tonic_fraction: float = 0.75):
+        self.min_duration_s = float(min_duration_s)
+        self.candidate_tonic_fraction = float(candidate_tonic_fraction)
+        self.max_gap_s = float(max_gap_s)
+        self.end_gap_s = float(end_gap_s)
+        self.merge_gap_s = float(merge_gap_s)
+        self.state = "idle"
+        self._run: _Run | None = None
+        self._offset_s: float | None = None
+        self._next_id = 1
+        self._current: Episode | None = None
+
+    # -------------------------------------------------------------------------
+    def step(self, d: StepDecision) -> list:
+        """Feed one decision; returns the events it caused (usually none)."""
+        t = d.t_end_s
+        if self.state == "idle":
+            if d.tonic:
+                start = d.run_start_s if d.run_start_s is not None else d.onset_hint_s
+                self._run = _Run(onset_s=min(d.onset_hint_s, start, t), start_s=min(start, t),
+                                 last_tonic_s=t, last_active_s=t)
+                self._run.steps.append((t, d.rms_uv, d.peak_uv, d.score, True))
+                self.state = "candidate"
+                return self._maybe_confirm(t, d)
+            return []
+        run = self._run
+        if self.state == "candidate":
+            run.steps.append((t, d.rms_uv, d.peak_uv, d.score, d.tonic))
+            if d.tonic:
+                run.last_tonic_s = t
+                run.last_active_s = t
+                return self._maybe_confirm(t, d)
+            if d.active and d.label != "artifact":
+                run.last_active_s = t
+            if t - run.last_tonic_s > self.max_gap_s:
+                self.state, self._run = "idle", None
+                if d.tonic:
+                    return self.step(d)
+            return []
+        # active or ending
+        if d.active and d.label not in ("artifact", "nodata"):
+            if self.state == "ending":
+                if not d.tonic:
+                    # only tonic activity revives an ending episode
+                    return self._maybe_end(t)
+                self.state = "active"
+            run.steps.append((t, d.rms_uv, d.peak_uv, d.score, d.tonic))
+            run.last_active_s = d.offset_hint_s if d.offset_hint_s is not None else t
+            return []
+        return self._maybe_end(t)
+
+    def _maybe_confirm(self, t: float, d: StepDecision | None = None) -> list:
+        run = self._run
+        need_s = self.min_duration_s
+        if d is not None and d.min_duration_s is not None:
+            need_s = max(need_s, d.min_duration_s)
+        if run.last_tonic_s - run.start_s < need_s:
+            return []
+        n_tonic = sum(1 for s in run.steps if s[4])
+        if n_tonic < self.candidate_tonic_fraction * len(run.steps):
+            return []
+        self.state = "active"
+        ep = self._summarise(episode_id=self._next_id, offset_s=None)
+        self._next_id += 1
+        self._current = ep
+        return [EpisodeStarted(episode=ep, confirmed_at_s=t)]
+
+    def _maybe_end(self, t: float) -> list:
+        run = self._run
+        if self.state == "active" and t - run.last_active_s >= self.end_gap_s:
+            self.state = "ending"
+        if self.state == "ending" and t - run.last_active_s >= self.end_gap_s + self.merge_gap_s:
+            return [self._close("closed")]
+        return []
+
+    def _close(self, status: str, at_s: float | None = None) -> EpisodeEnded:
+        run = self._run
+        offset = run.last_active_s if at_s is None else at_s
+        ep = self._summarise(self._current.episode_id, offset_s=offset, status=status)
+        self.state, self._run, self._current = "idle", None, None
+        return EpisodeEnded(episode=ep)
+
+    def _summarise(self, episode_id: int, offset_s: float | None, status: str = "open") -> Episode:
+        run = self._run
+        steps = [s for s in run.steps if offset_s is None or s[0] <= offset_s + 1e-9] or run.steps
+        rms = [s[1] for s in steps]
+        peak = max(s[2] for s in steps)
+        mean_rms = sum(rms) / len(rms)
+        tonic_steps = [s[3] for s in steps]
+        mean_score = sum(tonic_steps) / len(tonic_steps)
+        end = offset_s if offset_s is not None else run.last_active_s
+        dur = max(0.0, end - run.onset_s)
+        conf = _confidence(mean_score, dur, self.min_duration_s)
+        return Episode(episode_id=episode_id, onset_s=run.onset_s, offset_s=offset_s,
+                       peak_rms_uv=float(peak), mean_rms_uv=float(mean_rms),
+                       confidence=conf, floor_uv=0.0, status=status)
+
+    def finish(self, t_end_s: float, truncated: bool = False) -> list:
+        """The stream ended at ``t_end_s``: close a confirmed episode (a
+        candidate that already lasts ``min_duration_s`` is confirmed first)."""
+        events = []
+        if self.state == "candidate" and self._run.last_tonic_s - self._run.start_s >= self.min_duration_s:
+            events += self._maybe_confirm(t_end_s)
+        if self.state in ("active", "ending"):
+            status = "truncated" if truncated else "closed"
+            events.append(self._close(status))
+        self.state, self._run = "idle", None
+        return events
+
+
+def _confidence(mean_score: float, duration_s: float, min_duration_s: float) -> float:
+    """0-1: how tonic the episode looked, tempered for episodes barely past the
+    minimum duration."""
+    dur_term = min(1.0, duration_s / (2.0 * min_duration_s)) if min_duration_s > 0 else 1.0
+    return float(round(max(0.0, min(1.0, mean_score * (0.6 + 0.4 * dur_term))), 3))
+
+
+def with_floor(ep: Episode, floor_uv: float) -> Episode:
+    return replace(ep, floor_uv=float(floor_uv))

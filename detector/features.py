@@ -1,0 +1,87 @@
+"""Window features of the envelope, the mains hum, the raw signal and the
+accelerometer, computed for many decision steps at once (vectorised).
+
+Each feature is scale-free or in physical units named in its key, so the
+classifier does not depend on the amplifier's gain:
+
+``median_uv``     median envelope of the window (uV RMS)
+``p90_uv``        90th percentile of the envelope (uV RMS)
+``modulation``    10th / 90th percentile of the envelope (1 = steady, 0 = bursty)
+``rhythm``        highest local peak of the envelope's autocorrelation at lags
+                  of 0.4-2.5 s over the rhythm window (walking ~ 0.5-0.9)
+``hum_ratio``     RMS of the mains hum removed by the notches / RMS of the EMG
+``drift_uv``      standard deviation of the raw signal's 50 ms means (uV):
+                  motion artifact, electrode pops, lead-off
+``flat_fraction`` fraction of frames whose raw peak-to-peak is zero
+``motion_g``      mean dynamic acceleration (g); NaN without accelerometer
+``posture_deg``   angle between the gravity vector at the window's start and
+                  end (degrees); NaN without accelerometer
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+FEATURE_NAMES = ("median_uv", "p90_uv", "modulation", "rhythm", "hum_ratio", "drift_uv",
+                 "flat_fraction", "motion_g", "posture_deg")
+
+
+def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
+                    lag_lo_n: int, lag_hi_n: int) -> dict:
+    """Features of the windows ending at frame positions ``ends`` of ``hist``.
+
+    ``hist`` holds equal-length frame arrays ``env_uv``, ``ms_uv2``,
+    ``hum_ms_uv2``, ``raw_mean_uv``, ``raw_ptp_uv``, ``grav_g`` (n, 3) and
+    ``dyn_g``; every ``ends[i] - rhythm_n + 1`` must be >= 0.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    out = {}
+    if len(ends) == 0:
+        return {k: np.zeros(0) for k in FEATURE_NAMES}
+    starts = ends - window_n + 1
+    env_w = sliding_window_view(hist["env_uv"], window_n)[starts]
+    p10, p50, p90 = np.percentile(env_w, [10, 50, 90], axis=1)
+    out["median_uv"] = p50
+    out["p90_uv"] = p90
+    out["modulation"] = np.where(p90 > 0, p10 / np.maximum(p90, 1e-12), 1.0)
+    ms_w = sliding_window_view(hist["ms_uv2"], window_n)[starts].mean(axis=1)
+    hum_w = sliding_window_view(hist["hum_ms_uv2"], window_n)[starts].mean(axis=1)
+    out["hum_ratio"] = np.sqrt(hum_w / np.maximum(ms_w, 1e-12))
+    out["drift_uv"] = sliding_window_view(hist["raw_mean_uv"], window_n)[starts].std(axis=1)
+    out["flat_fraction"] = (sliding_window_view(hist["raw_ptp_uv"], window_n)[starts]
+                            <= 1e-9).mean(axis=1)
+    out["motion_g"] = sliding_window_view(hist["dyn_g"], window_n)[starts].mean(axis=1)
+    g0 = hist["grav_g"][starts]
+    g1 = hist["grav_g"][ends]
+    cos = np.sum(g0 * g1, axis=1) / np.maximum(
+        np.linalg.norm(g0, axis=1) * np.linalg.norm(g1, axis=1), 1e-12)
+    out["posture_deg"] = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    out["rhythm"] = rhythm_peak(
+        sliding_window_view(hist["env_uv"], rhythm_n)[ends - rhythm_n + 1], lag_lo_n, lag_hi_n)
+    return out
+
+
+def rhythm_peak(env_windows: np.ndarray, lag_lo_n: int, lag_hi_n: int) -> np.ndarray:
+    """Highest local maximum of the normalised autocorrelation of each row
+    (linear trend removed) at lags ``lag_lo_n .. lag_hi_n`` frames; 0 where the
+    autocorrelation only decays (no rhythm)."""
+    m, n = env_windows.shape
+    if m == 0:
+        return np.zeros(0)
+    t = np.arange(n) - (n - 1) / 2.0
+    x = env_windows - env_windows.mean(axis=1, keepdims=True)
+    slope = (x @ t) / (t @ t)
+    x = x - slope[:, None] * t[None, :]
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    spec = np.fft.rfft(x, nfft, axis=1)
+    ac = np.fft.irfft(spec * np.conj(spec), nfft, axis=1)[:, : lag_hi_n + 2]
+    ac = ac / np.maximum(ac[:, :1], 1e-12)
+    # unbiased-ish: correct for the shrinking overlap at longer lags
+    lags = np.arange(ac.shape[1])
+    ac = ac * (n / np.maximum(n - lags, 1))[None, :]
+    mid = ac[:, 1:-1]
+    is_peak = (mid >= ac[:, :-2]) & (mid >= ac[:, 2:])
+    lag_ok = (lags[1:-1] >= lag_lo_n) & (lags[1:-1] <= lag_hi_n)
+    vals = np.where(is_peak & lag_ok[None, :], mid, 0.0)
+    return np.clip(vals.max(axis=1), 0.0, 1.0)

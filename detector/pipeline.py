@@ -1,0 +1,483 @@
+"""The whole detection pipeline: samples in, episode events out.
+
+One object, fed live (blocks of a few samples as they arrive) or in replay
+(blocks of seconds), gives the same frames, decisions and episodes: every
+stage keeps its state, frames are aligned to absolute sample indices, and the
+accelerometer is mapped onto the EMG frames by time.
+
+Examples
+--------
+>>> import numpy as np
+>>> from crampwatch.detector import Pipeline, DetectorConfig
+>>> fs = 1000.0
+>>> rng = np.random.default_rng(1)
+>>> emg = rng.normal(0, 2.0, int(60 * fs))                       # 60 s of rest, 2 uV
+>>> emg[20000:45000] += rng.normal(0, 80.0, 25000)                # 25 s tonic contraction
+>>> pipe = Pipeline(DetectorConfig(), emg_fs_hz=fs)
+>>> events = pipe.process_emg(emg, first_index=0) + pipe.finish()
+>>> [type(e).__name__ for e in events]
+['EpisodeStarted', 'EpisodeEnded']
+>>> ep = events[-1].episode
+>>> round(ep.onset_s), round(ep.offset_s)
+(20, 45)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+
+from crampwatch.detector.config import DetectorConfig
+from crampwatch.detector.episodes import EpisodeAssembler, EpisodeEnded, EpisodeStarted, StepDecision
+from crampwatch.detector.features import window_features
+from crampwatch.detector.filters import AccFilter, EmgFilter
+from crampwatch.detector.frames import AccFrames, EmgFrames
+
+log = logging.getLogger(__name__)
+
+LABELS = ("rest", "active", "tonic", "phasic", "movement", "artifact", "nodata", "upright")
+
+_HIST_KEYS = ("ms_uv2", "hum_ms_uv2", "raw_mean_uv", "raw_ptp_uv", "env_uv", "dyn_g", "valid")
+
+
+class Pipeline:
+    """Band-pass + notch -> envelope -> adaptive floor -> window features ->
+    tonic/phasic/movement/artifact decision -> episodes.
+
+    Parameters
+    ----------
+    config : DetectorConfig
+    emg_fs_hz : float
+        EMG sample rate.
+    acc_fs_hz : float or None
+        Accelerometer sample rate; None for EMG-only recordings (rhythm and
+        envelope-shape features then do the accelerometer's job).
+    keep_trace : bool
+        Keep one row of features per decision step (``trace()``), for tuning
+        and the review plots.
+
+    Notes
+    -----
+    Times are seconds from sample index 0 of the EMG stream.  Feed EMG with
+    :meth:`process_emg` and accelerometer with :meth:`process_acc` (or
+    :meth:`feed` with blocks that have ``stream``, ``data``, ``first_index``),
+    in any interleaving; call :meth:`finish` at the end of the stream.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None, emg_fs_hz: float = 1000.0,
+                 acc_fs_hz: float | None = None, keep_trace: bool = True):
+        self.cfg = cfg = config or DetectorConfig()
+        self.emg_fs_hz = float(emg_fs_hz)
+        self.acc_fs_hz = float(acc_fs_hz) if acc_fs_hz else None
+        self.emg_filter = EmgFilter(self.emg_fs_hz, cfg.band_low_hz, cfg.band_high_hz,
+                                    cfg.band_order, cfg.mains_hz, cfg.notch_width_hz)
+        if self.emg_filter.info["narrowed"]:
+            log.warning("EMG sampled at %g Hz: band-pass narrowed to %.0f-%.0f Hz "
+                        "(configured %.0f-%.0f Hz)", self.emg_fs_hz,
+                        self.emg_filter.info["band_low_hz"], self.emg_filter.info["band_high_hz"],
+                        cfg.band_low_hz, cfg.band_high_hz)
+        self.hop_n = max(1, int(round(cfg.frame_s * self.emg_fs_hz)))
+        self.frame_dt = self.hop_n / self.emg_fs_hz
+        self.rms_n = max(1, int(round(cfg.rms_window_s / self.frame_dt)))
+        self.step_n = max(1, int(round(cfg.step_s / self.frame_dt)))
+        self.window_n = max(self.step_n, int(round(cfg.window_s / self.frame_dt)))
+        self.rhythm_n = max(self.window_n, int(round(cfg.rhythm_window_s / self.frame_dt)))
+        self.lag_lo_n = max(1, int(round(0.4 / self.frame_dt)))
+        self.lag_hi_n = min(self.rhythm_n // 2, int(round(2.5 / self.frame_dt)))
+        self.lookback_n = max(self.rhythm_n, int(round(cfg.onset_lookback_s / self.frame_dt)))
+        self.emg_frames = EmgFrames(self.hop_n)
+        self.acc_filter = AccFilter(self.acc_fs_hz) if self.acc_fs_hz else None
+        self.acc_frames = AccFrames(self.acc_fs_hz, self.emg_fs_hz, self.hop_n) \
+            if self.acc_fs_hz else None
+        self.assembler = EpisodeAssembler(cfg.min_duration_s, cfg.max_gap_s, cfg.end_gap_s,
+                                          cfg.merge_gap_s, cfg.candidate_tonic_fraction)
+        self._upright_cos = math.cos(math.radians(cfg.upright_max_deg))
+        self._axis = {"x": 0, "y": 1, "z": 2}.get(cfg.upright_axis)
+        self.next_emg_index = 0
+        self.next_acc_index = 0
+        self.n_gaps = 0
+        self.gap_samples = 0
+        self.floor_uv = cfg.floor_init_uv
+        self._pending = {k: np.zeros(0) for k in ("ms_uv2", "hum_ms_uv2", "raw_mean_uv",
+                                                  "raw_ptp_uv", "valid")}
+        self._pending_first = 0          # frame index of _pending[...][0]
+        self._hist = None                # dict of frame arrays (history)
+        self._hist_first = 0             # frame index of _hist[...][0]
+        self._final = 0                  # frames below this are in the history
+        self._next_step_end = self.step_n - 1
+        self._run_start = None           # frame where the current active run began
+        self._onset_frame = None         # where that run's contraction began to rise
+        self._burst_start_s = None       # step-level activity run, for PLM series
+        self._burst_ends = []            # end times of recent 0.5-10 s bursts
+        self._walk_last_s = -math.inf    # last rhythmic walking step
+        self._walk_grav = None
+        self._walk_steps = []
+        self._last_active_frame = None
+        self._finished = False
+        self.keep_trace = keep_trace
+        self._trace = []
+        self._emg_seen = 0
+        self._emg_nan = 0
+        self._raw_min = math.inf
+        self._raw_max = -math.inf
+
+    # ------------------------------------------------------------------ input
+    def feed(self, block) -> list:
+        """Feed a block with ``stream`` ("emg" or "acc"), ``data`` and ``first_index``."""
+        data = np.asarray(block.data)
+        if block.stream == "emg":
+            return self.process_emg(data[:, 0] if data.ndim == 2 else data, block.first_index)
+        if block.stream == "acc":
+            return self.process_acc(data, block.first_index)
+        return []
+
+    def process_emg(self, emg_uv: np.ndarray, first_index: int | None = None) -> list:
+        """Feed EMG samples (uV) starting at stream index ``first_index``.
+
+        A ``first_index`` beyond the next expected index is a gap: the missing
+        frames are marked ``nodata`` (never interpolated) and the filters
+        restart after it.
+        """
+        x = np.asarray(emg_uv, dtype=np.float64).reshape(-1)
+        if first_index is None:
+            first_index = self.next_emg_index
+        if first_index < self.next_emg_index:            # overlap: drop what we had
+            x = x[self.next_emg_index - first_index:]
+            first_index = self.next_emg_index
+        events = []
+        if first_index > self.next_emg_index:
+            events += self._emg_gap(first_index)
+            skip = (-first_index) % self.hop_n
+            x = x[skip:]
+            first_index += skip
+            self.next_emg_index = first_index
+        if x.size == 0:
+            return events
+        bad = ~np.isfinite(x)
+        if bad.any():
+            self._emg_nan += int(bad.sum())
+            x = np.where(bad, 0.0, x)
+        self._emg_seen += x.size
+        self._raw_min = min(self._raw_min, float(x.min()))
+        self._raw_max = max(self._raw_max, float(x.max()))
+        y, hum = self.emg_filter.process(x)
+        fr = self.emg_frames.process(y, hum, x)
+        self.next_emg_index = first_index + x.size
+        n = len(fr["ms_uv2"])
+        if n:
+            valid = np.ones(n)
+            if bad.any():
+                # frames that held non-finite samples carry no data
+                idx0 = fr["first_frame"] * self.hop_n - first_index
+                for k in range(n):
+                    a, b = max(0, idx0 + k * self.hop_n), idx0 + (k + 1) * self.hop_n
+                    if b > 0 and bad[a:b].any():
+                        valid[k] = 0
+            self._append_pending(fr["first_frame"], fr, valid)
+        return events + self._advance()
+
+    def process_acc(self, acc_g: np.ndarray, first_index: int | None = None) -> list:
+        """Feed accelerometer samples (g, shape (n, 3)) from stream index ``first_index``."""
+        if self.acc_frames is None:
+            return []
+        a = np.asarray(acc_g, dtype=np.float64).reshape(-1, 3)
+        if first_index is None:
+            first_index = self.next_acc_index
+        if first_index < self.next_acc_index:
+            a = a[self.next_acc_index - first_index:]
+            first_index = self.next_acc_index
+        if first_index > self.next_acc_index:
+            self.acc_filter.reset()
+        if not len(a):
+            return []
+        a = np.where(np.isfinite(a), a, 0.0)
+        grav, dyn = self.acc_filter.process(a)
+        self.acc_frames.process(grav, dyn, first_index)
+        self.next_acc_index = first_index + len(a)
+        return self._advance()
+
+    def finish(self, truncated: bool = False) -> list:
+        """End of stream: decide the remaining frames and close an open episode."""
+        if self._finished:
+            return []
+        self._finished = True
+        events = self._advance(final=True)
+        t_end = self._final * self.frame_dt
+        events += self._wrap(self.assembler.finish(t_end, truncated=truncated))
+        return events
+
+    # --------------------------------------------------------------- internals
+    def _emg_gap(self, first_index: int) -> list:
+        missing = first_index - self.next_emg_index
+        self.n_gaps += 1
+        self.gap_samples += missing
+        log.info("EMG gap of %d samples at index %d", missing, self.next_emg_index)
+        events = self._advance(final=True, keep_open=True)   # decide what we had
+        # frames from the current one up to the first whole frame after the gap are empty
+        start_frame = self._pending_first + len(self._pending["ms_uv2"])
+        resume_frame = -(-first_index // self.hop_n)
+        n = max(0, resume_frame - start_frame)
+        if n:
+            z = np.zeros(n)
+            self._append_pending(start_frame, {"ms_uv2": z, "hum_ms_uv2": z, "raw_mean_uv": z,
+                                               "raw_ptp_uv": z}, np.zeros(n))
+        self.emg_filter.reset()
+        self.emg_frames.reset_to(first_index)
+        return events + self._advance()
+
+    def _append_pending(self, first_frame: int, fr: dict, valid: np.ndarray) -> None:
+        if len(self._pending["ms_uv2"]) == 0:
+            self._pending_first = first_frame
+        for k in ("ms_uv2", "hum_ms_uv2", "raw_mean_uv", "raw_ptp_uv"):
+            self._pending[k] = np.concatenate([self._pending[k], fr[k]])
+        self._pending["valid"] = np.concatenate([self._pending["valid"], valid])
+
+    def _advance(self, final: bool = False, keep_open: bool = False) -> list:
+        """Move frames that both streams have covered into the history, then
+        decide every decision step they complete."""
+        emg_end = self._pending_first + len(self._pending["ms_uv2"])
+        upto = emg_end
+        if self.acc_frames is not None and not final:
+            lag_n = int(30.0 / self.frame_dt)
+            upto = min(emg_end, max(self.acc_frames.covered_frame, emg_end - lag_n))
+        n = upto - self._final
+        if n <= 0:
+            return []
+        new = {k: v[:n] for k, v in self._pending.items()}
+        self._pending = {k: v[n:] for k, v in self._pending.items()}
+        self._pending_first += n
+        if self.acc_frames is not None:
+            accm = self.acc_frames.pop_ready(upto)
+            grav, dyn = accm[:, :3], accm[:, 3]
+        else:
+            grav, dyn = np.full((n, 3), np.nan), np.full(n, np.nan)
+        self._append_history(new, grav, dyn)
+        self._final = upto
+        return self._decide()
+
+    def _append_history(self, new: dict, grav: np.ndarray, dyn: np.ndarray) -> None:
+        n = len(new["ms_uv2"])
+        if self._hist is None:
+            # pad the past with the first frame, so the first windows are full
+            pad = self.lookback_n + self.rms_n
+            self._hist = {k: np.repeat(new[k][:1], pad) for k in new}
+            self._hist["grav_g"] = np.repeat(grav[:1], pad, axis=0)
+            self._hist["dyn_g"] = np.repeat(dyn[:1], pad)
+            self._hist["env_uv"] = np.repeat(np.sqrt(new["ms_uv2"][:1]), pad)
+            self._hist_first = self._final - pad
+        tail = self._hist["ms_uv2"][-(self.rms_n - 1):] if self.rms_n > 1 else np.zeros(0)
+        ms = np.concatenate([tail, new["ms_uv2"]])
+        c = np.concatenate([[0.0], np.cumsum(ms)])
+        env = np.sqrt(np.maximum((c[self.rms_n:] - c[:-self.rms_n]) / self.rms_n, 0.0))
+        env = np.where(new["valid"] > 0, env, 0.0)
+        add = dict(new, env_uv=env, dyn_g=dyn)
+        for k in add:
+            self._hist[k] = np.concatenate([self._hist[k], add[k]])
+        self._hist["grav_g"] = np.concatenate([self._hist["grav_g"], grav])
+        keep = self.lookback_n + self.rms_n + self.step_n + n
+        drop = len(self._hist["ms_uv2"]) - keep
+        if drop > 4 * keep:      # trim rarely: amortised O(1) per frame
+            for k in self._hist:
+                self._hist[k] = self._hist[k][drop:]
+            self._hist_first += drop
+
+    def _decide(self) -> list:
+        ends = []
+        e = self._next_step_end
+        while e < self._final:
+            ends.append(e)
+            e += self.step_n
+        if not ends:
+            return []
+        self._next_step_end = e
+        ends = np.asarray(ends)
+        rel = ends - self._hist_first
+        cfg = self.cfg
+        H = self._hist
+        feats = window_features(H, rel, self.window_n, self.rhythm_n, self.lag_lo_n,
+                                self.lag_hi_n)
+        env = H["env_uv"]
+        valid = H["valid"]
+        events = []
+        for i, r in enumerate(rel):
+            t_end = (ends[i] + 1) * self.frame_dt
+            s0 = r - self.step_n + 1
+            step_env = env[s0:r + 1]
+            step_valid = bool(valid[s0:r + 1].all())
+            floor = self.floor_uv
+            on_thr = max(cfg.on_min_uv, cfg.on_ratio * floor)
+            off_thr = max(cfg.on_min_uv * cfg.off_ratio / cfg.on_ratio, cfg.off_ratio * floor)
+            win = env[r - self.window_n + 1:r + 1]
+            # tonic: the window's median is above the on-threshold and nearly all of
+            # it above the off-threshold (a cramp fluctuates but does not stop)
+            tonic_frac = float(np.count_nonzero(win > off_thr)) / self.window_n
+            if feats["median_uv"][i] <= on_thr:
+                tonic_frac = min(tonic_frac, float(np.count_nonzero(win > on_thr)) / self.window_n)
+            step_med = float(np.median(step_env))
+            above = step_env > off_thr
+            # track the start of the current uninterrupted run of activity
+            if above.all():
+                if self._run_start is None:
+                    self._run_start = ends[i] - self.step_n + 1
+                    self._onset_frame = self._trace_back(r - self.step_n + 1, self._run_start, floor)
+            else:
+                below = np.nonzero(~above)[0][-1]
+                if below < self.step_n - 1:
+                    self._run_start = ends[i] - self.step_n + 1 + below + 1
+                    self._onset_frame = self._trace_back(self._run_start - self._hist_first,
+                                                         self._run_start, floor)
+                else:
+                    self._run_start = None
+            last_above = np.nonzero(above)[0]
+            offset_hint = (ends[i] - self.step_n + 1 + last_above[-1] + 1) * self.frame_dt \
+                if len(last_above) else None
+            f = {k: float(v[i]) for k, v in feats.items()}
+            f["upright"] = self._is_upright(H["grav_g"][r])
+            label, tonic, score = self._classify(f, tonic_frac, step_med, on_thr, off_thr,
+                                                 step_valid)
+            active = step_valid and step_med > off_thr
+            min_dur = self._context(t_end, label, f, step_med, on_thr, active, H["grav_g"][r])
+            if (label == "tonic" and self._in_walk_context(H["grav_g"][r], t_end)
+                    and step_med < cfg.walk_override_ratio * floor):
+                label, tonic = "upright", False
+            if self._run_start is not None:
+                run_start_s = self._run_start * self.frame_dt
+                onset_hint = self._onset_frame * self.frame_dt
+            else:
+                run_start_s = onset_hint = t_end - self.cfg.step_s
+            d = StepDecision(t_end_s=t_end, step_s=self.step_n * self.frame_dt, tonic=tonic,
+                             active=active, onset_hint_s=onset_hint, rms_uv=float(step_env.mean()),
+                             peak_uv=float(step_env.max()), score=score,
+                             offset_hint_s=offset_hint, label=label, floor_uv=floor,
+                             min_duration_s=min_dur, run_start_s=run_start_s)
+            events += self._wrap(self.assembler.step(d))
+            if (self.assembler.state == "idle" and step_valid
+                    and f["drift_uv"] <= cfg.drift_max_uv):
+                self._update_floor(step_med)
+            if self.keep_trace:
+                self._trace.append((t_end, step_med, floor, tonic_frac, f["modulation"],
+                                    f["rhythm"], f["motion_g"], f["posture_deg"], f["hum_ratio"],
+                                    f["drift_uv"], score, LABELS.index(label),
+                                    self.assembler.state != "idle"))
+        return events
+
+    def _classify(self, f: dict, tonic_frac: float, step_med: float, on_thr: float,
+                  off_thr: float, valid: bool) -> tuple[str, bool, float]:
+        cfg = self.cfg
+        if not valid:
+            return "nodata", False, 0.0
+        artifact = (f["hum_ratio"] > cfg.hum_max_ratio or f["drift_uv"] > cfg.drift_max_uv
+                    or f["flat_fraction"] > 0.5)
+        movement = (np.isfinite(f["motion_g"]) and f["motion_g"] > cfg.motion_max_g) or \
+                   (np.isfinite(f["posture_deg"]) and f["posture_deg"] > cfg.posture_change_max_deg)
+        phasic = f["modulation"] < cfg.modulation_min or (
+            f["rhythm"] > cfg.rhythm_max and f["modulation"] < 0.5)
+        score = (_soft(tonic_frac - cfg.tonic_min_fraction, 0.05)
+                 * _soft(f["modulation"] - cfg.modulation_min, 0.05)
+                 * _soft(cfg.rhythm_max - f["rhythm"], 0.08))
+        if artifact:
+            return "artifact", False, 0.0
+        if tonic_frac >= cfg.tonic_min_fraction and not phasic:
+            if movement:
+                return "movement", False, score * 0.5
+            if f["upright"]:
+                return "upright", False, score * 0.5
+            return "tonic", True, score
+        if step_med > off_thr:
+            return ("movement" if movement else "phasic" if phasic else "active"), False, score
+        return "rest", False, score
+
+    def _trace_back(self, rel: int, frame: int, floor: float) -> int:
+        """Earliest frame before ``frame`` from which the envelope stayed above
+        ``onset_ratio`` x floor: where the contraction began to rise."""
+        lo = max(0, rel - self.lookback_n)
+        seg = self._hist["env_uv"][lo:rel]
+        below = np.nonzero(seg <= self.cfg.onset_ratio * floor)[0]
+        start_rel = lo + below[-1] + 1 if len(below) else lo
+        return frame - (rel - start_rel)
+
+    def _context(self, t_end: float, label: str, f: dict, step_med: float, on_thr: float,
+                 active: bool, grav: np.ndarray) -> float | None:
+        """Track walking and PLM series; returns a longer minimum duration
+        while a PLM series is going on."""
+        cfg = self.cfg
+        if (f["rhythm"] > cfg.rhythm_max and f["modulation"] < cfg.modulation_min
+                and step_med > on_thr):
+            # a rhythmic, bursty step: walking if enough of them come close together
+            self._walk_steps.append(t_end)
+            while self._walk_steps[0] < t_end - 30.0:
+                self._walk_steps.pop(0)
+            if len(self._walk_steps) >= 8:
+                self._walk_last_s = t_end
+                self._walk_grav = grav.copy()
+        if active:
+            if self._burst_start_s is None:
+                self._burst_start_s = t_end - cfg.step_s
+        elif self._burst_start_s is not None:
+            dur = t_end - cfg.step_s - self._burst_start_s
+            if 0.5 <= dur <= 10.0 + cfg.step_s:
+                self._burst_ends.append(t_end)
+            self._burst_start_s = None
+        while self._burst_ends and self._burst_ends[0] < t_end - cfg.plm_window_s:
+            self._burst_ends.pop(0)
+        if len(self._burst_ends) >= cfg.plm_series_bursts:
+            return cfg.plm_min_duration_s
+        return None
+
+    def _in_walk_context(self, grav: np.ndarray, t_end: float) -> bool:
+        if t_end - self._walk_last_s > self.cfg.walk_context_s:
+            return False
+        g0 = self._walk_grav
+        if g0 is not None and np.all(np.isfinite(g0)) and np.all(np.isfinite(grav)):
+            cos = float(g0 @ grav) / max(float(np.linalg.norm(g0) * np.linalg.norm(grav)), 1e-12)
+            if cos < math.cos(math.radians(45.0)):
+                return False        # lying down again since the walk
+        return True
+
+    def _is_upright(self, g: np.ndarray) -> bool:
+        if self._axis is None or not np.all(np.isfinite(g)):
+            return False
+        norm = float(np.sqrt(g @ g))
+        return norm > 0.5 and abs(g[self._axis]) / norm >= self._upright_cos
+
+    def _update_floor(self, x_uv: float) -> None:
+        cfg = self.cfg
+        x = max(x_uv, cfg.floor_min_uv)
+        if x < self.floor_uv:
+            a = 1.0 - math.exp(-self.cfg.step_s / max(cfg.floor_down_s, 1e-6))
+            self.floor_uv = math.exp(math.log(self.floor_uv) + a * (math.log(x) - math.log(self.floor_uv)))
+        else:
+            up = 2.0 ** (cfg.step_s / max(cfg.floor_up_s, 1e-6))
+            self.floor_uv = min(x, self.floor_uv * up)
+        self.floor_uv = max(self.floor_uv, cfg.floor_min_uv)
+
+    def _wrap(self, events: list) -> list:
+        return events
+
+    # ---------------------------------------------------------------- outputs
+    TRACE_COLUMNS = ("t_end_s", "rms_uv", "floor_uv", "tonic_fraction", "modulation", "rhythm",
+                     "motion_g", "posture_deg", "hum_ratio", "drift_uv", "score", "label",
+                     "in_episode")
+
+    def trace(self) -> dict:
+        """Per-step features and decisions as columns (numpy arrays)."""
+        arr = np.array(self._trace, dtype=np.float64).reshape(-1, len(self.TRACE_COLUMNS))
+        return {c: arr[:, i] for i, c in enumerate(self.TRACE_COLUMNS)}
+
+    @property
+    def samples_seen(self) -> int:
+        return self._emg_seen
+
+    @property
+    def is_flat(self) -> bool:
+        """True if every EMG sample so far had the same value."""
+        return self._emg_seen > 0 and self._raw_max - self._raw_min <= 0.0
+
+
+def _soft(x: float, width: float) -> float:
+    if not np.isfinite(x):
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-x / width))

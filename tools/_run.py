@@ -1,0 +1,135 @@
+"""Run the detection pipeline over a recording: the one loop shared by
+replay, evaluate, tune and export."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from crampwatch.detector import DetectorConfig, EpisodeEnded, Pipeline
+from crampwatch.errors import ConfigError, SignalError
+from crampwatch.firmware_bridge.readers import open_recording
+from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    path: str
+    channel: str
+    start_time: datetime
+    duration_s: float
+    emg_fs_hz: float
+    acc_fs_hz: float | None
+    episodes: list = field(default_factory=list)        # detector Episode objects
+    trace: dict = field(default_factory=dict)
+    gaps: list = field(default_factory=list)            # SourceEvent of kind "gap"
+    wall_s: float = 0.0
+
+    def episode_records(self) -> list[dict]:
+        return [episode_record(ep, self.start_time, self.channel, self.path)
+                for ep in self.episodes]
+
+
+def episode_record(ep, start_time: datetime, channel: str, path: str | None = None) -> dict:
+    """The JSON Lines record of one episode (same fields for replay and review)."""
+    onset = start_time + timedelta(seconds=ep.onset_s)
+    offset = start_time + timedelta(seconds=ep.offset_s)
+    rec = {
+        "episode_id": ep.episode_id,
+        "onset_s": round(ep.onset_s, 3),
+        "offset_s": round(ep.offset_s, 3),
+        "duration_s": round(ep.offset_s - ep.onset_s, 3),
+        "onset": onset.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "offset": offset.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "peak_rms_uv": round(ep.peak_rms_uv, 2),
+        "mean_rms_uv": round(ep.mean_rms_uv, 2),
+        "confidence": ep.confidence,
+        "channel": channel,
+        "status": ep.status,
+    }
+    if path is not None:
+        rec["file"] = path
+    return rec
+
+
+def load_config(config_path: str | None, overrides: list[str] | None) -> DetectorConfig:
+    cfg = DetectorConfig()
+    if config_path:
+        cfg = DetectorConfig.from_toml(config_path)
+    return cfg.with_overrides(overrides)
+
+
+def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
+                  acc: str | None = None, progress: bool | None = None,
+                  block_s: float = 10.0, on_event=None) -> RunResult:
+    """Replay one recording through the pipeline as fast as possible."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    t0 = time.perf_counter()
+    with open_recording(path, emg=emg, acc=acc) as reader:
+        acc_fs = reader.acc.fs_hz if reader.acc is not None else None
+        pipe = Pipeline(cfg, emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs)
+        res = RunResult(path=str(path), channel=reader.emg.channels[0],
+                        start_time=reader.start_time, duration_s=reader.duration_s,
+                        emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=round(reader.duration_s), unit="s", desc=str(path)[-30:],
+                       leave=False, file=sys.stderr)
+        done_s = 0.0
+        for item in reader.blocks(block_s):
+            if isinstance(item, SampleBlock):
+                events = pipe.feed(item)
+                if item.stream == "emg" and bar is not None:
+                    now_s = item.end_index / item.fs_hz
+                    bar.update(round(now_s) - round(done_s))
+                    done_s = now_s
+            elif isinstance(item, SourceEvent):
+                if item.kind == "gap":
+                    res.gaps.append(item)
+                continue
+            else:
+                continue
+            _collect(events, res, on_event)
+        _collect(pipe.finish(), res, on_event)
+        if bar is not None:
+            bar.close()
+    if pipe.samples_seen == 0:
+        raise SignalError(f"{path}: channel {res.channel!r} holds no samples", channel=res.channel)
+    if pipe._emg_nan >= pipe.samples_seen:
+        raise SignalError(f"{path}: channel {res.channel!r} is NaN throughout", channel=res.channel)
+    if pipe.is_flat:
+        raise SignalError(f"{path}: channel {res.channel!r} is flat (one constant value) "
+                          "throughout: check the electrodes and the channel choice (--emg)",
+                          channel=res.channel)
+    res.trace = pipe.trace()
+    res.wall_s = time.perf_counter() - t0
+    return res
+
+
+def _collect(events, res: RunResult, on_event) -> None:
+    for ev in events:
+        if on_event is not None:
+            on_event(ev)
+        if isinstance(ev, EpisodeEnded):
+            res.episodes.append(ev.episode)
+
+
+def parse_acc_labels(text: str | None):
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) != 3:
+        raise ConfigError(f"--acc {text!r}: give three labels separated by commas (X,Y,Z)")
+    return parts
+
+
+def local_str(dt: datetime) -> str:
+    """A timestamp as people read it: local time with the UTC offset."""
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S%z")
