@@ -75,6 +75,9 @@ class DetectorConfig:
         default=0.05)
     posture_change_max_deg: float = _doc(
         "posture change across a window (degrees) above which it is movement", default=20.0)
+    sustained_p10_ratio: float = _doc(
+        "a bursty-looking window whose 10th percentile stays above this multiple of the floor "
+        "is a fluctuating sustained contraction, not phasic bursts", default=10.0)
     upright_axis: str = _doc(
         "accelerometer axis along the shank ('x', 'y', 'z' or 'none'): gravity along it means "
         "standing, and no cramp onset is taken while upright", default="x")
@@ -92,7 +95,7 @@ class DetectorConfig:
         "share of a candidate's decision steps that must be tonic before it is confirmed",
         default=0.75)
     max_gap_s: float = _doc("a candidate survives non-tonic interruptions up to this long (s)",
-                            default=1.5)
+                            default=2.5)
     end_gap_s: float = _doc("an episode ends after EMG stays below the off-threshold this long (s)",
                             default=2.0)
     merge_gap_s: float = _doc("episodes separated by less than this are merged (s)", default=5.0)
@@ -112,7 +115,7 @@ class DetectorConfig:
         "minimum cramp duration while a PLM series is going on (s); AASM bursts last <= 10 s",
         default=15.0)
     onset_lookback_s: float = _doc(
-        "how far back the onset of a confirmed episode is searched for (s)", default=30.0)
+        "how far back the onset of a confirmed episode is searched for (s)", default=15.0)
 
     # ------------------------------------------------------------------------------
     def __post_init__(self):

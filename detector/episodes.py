@@ -128,7 +128,8 @@ class EpisodeAssembler:
 
     def __init__(self, min_duration_s: float = 10.0, max_gap_s: float = 1.5,
                  end_gap_s: float = 2.0, merge_gap_s: float = 5.0,
-                 candidate_tonic_fraction: float = 0.75):
+                 candidate_tonic_fraction: float = 0.75, window_s: float = 2.0):
+        self.window_s = float(window_s)
         self.min_duration_s = float(min_duration_s)
         self.candidate_tonic_fraction = float(candidate_tonic_fraction)
         self.max_gap_s = float(max_gap_s)
@@ -146,8 +147,11 @@ class EpisodeAssembler:
         t = d.t_end_s
         if self.state == "idle":
             if d.tonic:
+                # the duration rule counts from the start of the activity run, but
+                # no earlier than the first tonic window's start
                 start = d.run_start_s if d.run_start_s is not None else d.onset_hint_s
-                self._run = _Run(onset_s=min(d.onset_hint_s, start, t), start_s=min(start, t),
+                start = min(max(start, t - self.window_s), t)
+                self._run = _Run(onset_s=min(d.onset_hint_s, start), start_s=start,
                                  last_tonic_s=t, last_active_s=t)
                 self._run.steps.append((t, d.rms_uv, d.peak_uv, d.score, True))
                 self.state = "candidate"

@@ -4,6 +4,7 @@ accelerometer, computed for many decision steps at once (vectorised).
 Each feature is scale-free or in physical units named in its key, so the
 classifier does not depend on the amplifier's gain:
 
+``p10_uv``        10th percentile of the envelope (uV RMS)
 ``median_uv``     median envelope of the window (uV RMS)
 ``p90_uv``        90th percentile of the envelope (uV RMS)
 ``modulation``    10th / 90th percentile of the envelope (1 = steady, 0 = bursty)
@@ -23,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-FEATURE_NAMES = ("median_uv", "p90_uv", "modulation", "rhythm", "hum_ratio", "drift_uv",
+FEATURE_NAMES = ("p10_uv", "median_uv", "p90_uv", "modulation", "rhythm", "hum_ratio", "drift_uv",
                  "flat_fraction", "motion_g", "posture_deg")
 
 
@@ -42,6 +43,7 @@ def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
     starts = ends - window_n + 1
     env_w = sliding_window_view(hist["env_uv"], window_n)[starts]
     p10, p50, p90 = np.percentile(env_w, [10, 50, 90], axis=1)
+    out["p10_uv"] = p10
     out["median_uv"] = p50
     out["p90_uv"] = p90
     out["modulation"] = np.where(p90 > 0, p10 / np.maximum(p90, 1e-12), 1.0)

@@ -93,7 +93,8 @@ class Pipeline:
         self.acc_frames = AccFrames(self.acc_fs_hz, self.emg_fs_hz, self.hop_n) \
             if self.acc_fs_hz else None
         self.assembler = EpisodeAssembler(cfg.min_duration_s, cfg.max_gap_s, cfg.end_gap_s,
-                                          cfg.merge_gap_s, cfg.candidate_tonic_fraction)
+                                          cfg.merge_gap_s, cfg.candidate_tonic_fraction,
+                                          self.window_n * self.frame_dt)
         self._upright_cos = math.cos(math.radians(cfg.upright_max_deg))
         self._axis = {"x": 0, "y": 1, "z": 2}.get(cfg.upright_axis)
         self.next_emg_index = 0
@@ -380,6 +381,12 @@ class Pipeline:
                  * _soft(cfg.rhythm_max - f["rhythm"], 0.08))
         if artifact:
             return "artifact", False, 0.0
+        if phasic and f["p10_uv"] >= cfg.sustained_p10_ratio * self.floor_uv:
+            # deep fluctuation of a contraction that never comes down is still tonic when
+            # the leg is still; without an accelerometer only if it is not rhythmic (gait)
+            still = np.isfinite(f["motion_g"]) and f["motion_g"] < 0.5 * cfg.motion_max_g
+            if still or (not np.isfinite(f["motion_g"]) and f["rhythm"] <= cfg.rhythm_max):
+                phasic = False
         if tonic_frac >= cfg.tonic_min_fraction and not phasic:
             if movement:
                 return "movement", False, score * 0.5
@@ -393,7 +400,7 @@ class Pipeline:
     def _trace_back(self, rel: int, frame: int, floor: float) -> int:
         """Earliest frame before ``frame`` from which the envelope stayed above
         ``onset_ratio`` x floor: where the contraction began to rise."""
-        lo = max(0, rel - self.lookback_n)
+        lo = max(0, rel - self.lookback_n, -self._hist_first)   # never before frame 0
         seg = self._hist["env_uv"][lo:rel]
         below = np.nonzero(seg <= self.cfg.onset_ratio * floor)[0]
         start_rel = lo + below[-1] + 1 if len(below) else lo
