@@ -42,7 +42,7 @@ class DetectorConfig:
     # --- envelope and framing ----------------------------------------------------
     frame_s: float = _doc("frame hop of the envelope (s)", default=0.05)
     rms_window_s: float = _doc("RMS envelope window (s)", default=0.25)
-    step_s: float = _doc("decision step: how often a window is classified (s)", default=0.5)
+    step_s: float = _doc("decision step: how often a window is classified (s)", default=1.0)
     window_s: float = _doc("classification window, trailing (s)", default=2.0)
     rhythm_window_s: float = _doc("window for rhythm (periodic burst) detection (s)", default=6.0)
     # --- adaptive baseline -------------------------------------------------------

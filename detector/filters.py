@@ -45,10 +45,15 @@ class SosFilter:
         x = np.asarray(x, dtype=np.float64)
         if len(self.sos) == 0 or x.size == 0:
             return x.copy()
+        if x.ndim == 1:
+            if self.zi is None:
+                self.zi = self._zi_unit * x[0]
+            y, self.zi = signal.sosfilt(self.sos, x, zi=self.zi)
+            return y
+        # several channels as rows (channels, samples): filter along the last axis
         if self.zi is None:
-            self.zi = self._zi_unit * x[0] if x.ndim == 1 else \
-                self._zi_unit[:, :, None] * x[0][None, None, :]
-        y, self.zi = signal.sosfilt(self.sos, x, axis=0, zi=self.zi)
+            self.zi = self._zi_unit[:, None, :] * x[:, 0][None, :, None]
+        y, self.zi = signal.sosfilt(self.sos, x, axis=-1, zi=self.zi)
         return y
 
 
@@ -135,7 +140,8 @@ class AccFilter:
         self.lowpass.reset()
 
     def process(self, acc_g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        acc_g = np.asarray(acc_g, dtype=np.float64)
-        grav = self.lowpass.process(acc_g)
-        dyn = np.sqrt(np.sum((acc_g - grav) ** 2, axis=1))
-        return grav, dyn
+        acc_t = np.ascontiguousarray(np.asarray(acc_g, dtype=np.float64).T)   # (3, n)
+        grav_t = self.lowpass.process(acc_t)
+        d = acc_t - grav_t
+        dyn = np.sqrt(d[0] ** 2 + d[1] ** 2 + d[2] ** 2)
+        return grav_t.T, dyn

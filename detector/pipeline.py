@@ -24,11 +24,12 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
+from bisect import bisect_right
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from crampwatch.detector.config import DetectorConfig
 from crampwatch.detector.episodes import EpisodeAssembler, EpisodeEnded, EpisodeStarted, StepDecision
@@ -111,8 +112,8 @@ class Pipeline:
         self._next_step_end = self.step_n - 1
         self._run_start = None           # frame where the current active run began
         self._onset_frame = None         # where that run's contraction began to rise
-        self._burst_start_s = None       # step-level activity run, for PLM series
-        self._burst_ends = []            # end times of recent 0.5-10 s bursts
+        self._run_last = None            # last frame of the current run
+        self._burst_ends = []            # end times of recent 0.5-10 s bursts (PLM series)
         self._walk_last_s = -math.inf    # last rhythmic walking step
         self._walk_grav = None
         self._walk_steps = []
@@ -207,7 +208,7 @@ class Pipeline:
         self._finished = True
         events = self._advance(final=True)
         t_end = self._final * self.frame_dt
-        events += self._wrap(self.assembler.finish(t_end, truncated=truncated))
+        events += self.assembler.finish(t_end, truncated=truncated)
         return events
 
     # --------------------------------------------------------------- internals
@@ -298,63 +299,88 @@ class Pipeline:
         rel = ends - self._hist_first
         cfg = self.cfg
         H = self._hist
-        feats = window_features(H, rel, self.window_n, self.rhythm_n, self.lag_lo_n,
-                                self.lag_hi_n)
+        S = self.step_n
+        W = self.window_n
+        # everything that does not depend on the adaptive floor, for all steps at once
+        feats = window_features(H, rel, W, self.rhythm_n, self.lag_lo_n, self.lag_hi_n)
+        win_sorted = feats.pop("sorted_env_uv")
         env = H["env_uv"]
-        valid = H["valid"]
+        steps = sliding_window_view(env, S)[rel - S + 1]
+        step_med_a = np.median(steps, axis=1)
+        step_mean_a = steps.mean(axis=1)
+        step_max_a = steps.max(axis=1)
+        step_min_a = steps.min(axis=1)
+        step_valid_a = sliding_window_view(H["valid"], S)[rel - S + 1].min(axis=1) > 0
+        grav = H["grav_g"][rel]
+        upright_a = self._upright(grav)
+        F = {k: v.tolist() for k, v in feats.items()}
+        win_rows = win_sorted.tolist()
+        step_valid_l = step_valid_a.tolist()
+        step_med_l = step_med_a.tolist()
+        step_min_l = step_min_a.tolist()
+        step_max_l = step_max_a.tolist()
+        step_mean_l = step_mean_a.tolist()
+        upright_l = upright_a.tolist()
+        keys = list(F)
+        step_s = S * self.frame_dt
         events = []
-        for i, r in enumerate(rel):
-            t_end = (ends[i] + 1) * self.frame_dt
-            s0 = r - self.step_n + 1
-            step_env = env[s0:r + 1]
-            step_valid = bool(valid[s0:r + 1].all())
+        for i in range(len(rel)):
+            r = int(rel[i])
+            first = int(ends[i]) - S + 1              # absolute frame of the step's start
+            t_end = (int(ends[i]) + 1) * self.frame_dt
+            step_valid = step_valid_l[i]
+            step_med = step_med_l[i]
             floor = self.floor_uv
             on_thr = max(cfg.on_min_uv, cfg.on_ratio * floor)
             off_thr = max(cfg.on_min_uv * cfg.off_ratio / cfg.on_ratio, cfg.off_ratio * floor)
-            win = env[r - self.window_n + 1:r + 1]
+            row = win_rows[i]
             # tonic: the window's median is above the on-threshold and nearly all of
             # it above the off-threshold (a cramp fluctuates but does not stop)
-            tonic_frac = float(np.count_nonzero(win > off_thr)) / self.window_n
-            if feats["median_uv"][i] <= on_thr:
-                tonic_frac = min(tonic_frac, float(np.count_nonzero(win > on_thr)) / self.window_n)
-            step_med = float(np.median(step_env))
-            above = step_env > off_thr
-            # track the start of the current uninterrupted run of activity
-            if above.all():
+            tonic_frac = (W - bisect_right(row, off_thr)) / W
+            if F["median_uv"][i] <= on_thr:
+                tonic_frac = min(tonic_frac, (W - bisect_right(row, on_thr)) / W)
+            # the start of the current uninterrupted run of activity, and its end
+            if step_min_l[i] > off_thr:                       # all frames above
                 if self._run_start is None:
-                    self._run_start = ends[i] - self.step_n + 1
-                    self._onset_frame = self._trace_back(r - self.step_n + 1, self._run_start, floor)
+                    self._run_start = first
+                    self._onset_frame = self._trace_back(r - S + 1, first, floor)
+                self._run_last = first + S - 1
+                offset_hint = t_end
+            elif step_max_l[i] <= off_thr:                    # all frames below
+                if self._run_start is not None:
+                    self._end_run(self._run_last)
+                offset_hint = None
             else:
-                below = np.nonzero(~above)[0][-1]
-                if below < self.step_n - 1:
-                    self._run_start = ends[i] - self.step_n + 1 + below + 1
-                    self._onset_frame = self._trace_back(self._run_start - self._hist_first,
+                above = steps[i] > off_thr
+                below = np.nonzero(~above)[0]
+                if self._run_start is not None:
+                    self._end_run(first + int(below[0]) - 1 if below[0] > 0 else self._run_last)
+                if below[-1] < S - 1:
+                    self._run_start = first + int(below[-1]) + 1
+                    self._onset_frame = self._trace_back(r - S + 1 + int(below[-1]) + 1,
                                                          self._run_start, floor)
-                else:
-                    self._run_start = None
-            last_above = np.nonzero(above)[0]
-            offset_hint = (ends[i] - self.step_n + 1 + last_above[-1] + 1) * self.frame_dt \
-                if len(last_above) else None
-            f = {k: float(v[i]) for k, v in feats.items()}
-            f["upright"] = self._is_upright(H["grav_g"][r])
+                    self._run_last = first + S - 1
+                offset_hint = (first + int(np.nonzero(above)[0][-1]) + 1) * self.frame_dt
+            f = {k: F[k][i] for k in keys}
+            f["upright"] = upright_l[i]
             label, tonic, score = self._classify(f, tonic_frac, step_med, on_thr, off_thr,
                                                  step_valid)
             active = step_valid and step_med > off_thr
-            min_dur = self._context(t_end, label, f, step_med, on_thr, active, H["grav_g"][r])
-            if (label == "tonic" and self._in_walk_context(H["grav_g"][r], t_end)
-                    and step_med < cfg.walk_override_ratio * floor):
+            min_dur = self._context(t_end, label, f, step_med, on_thr, active, grav[i])
+            if (label == "tonic" and step_med < cfg.walk_override_ratio * floor
+                    and self._in_walk_context(grav[i], t_end)):
                 label, tonic = "upright", False
             if self._run_start is not None:
                 run_start_s = self._run_start * self.frame_dt
                 onset_hint = self._onset_frame * self.frame_dt
             else:
-                run_start_s = onset_hint = t_end - self.cfg.step_s
-            d = StepDecision(t_end_s=t_end, step_s=self.step_n * self.frame_dt, tonic=tonic,
-                             active=active, onset_hint_s=onset_hint, rms_uv=float(step_env.mean()),
-                             peak_uv=float(step_env.max()), score=score,
-                             offset_hint_s=offset_hint, label=label, floor_uv=floor,
-                             min_duration_s=min_dur, run_start_s=run_start_s)
-            events += self._wrap(self.assembler.step(d))
+                run_start_s = onset_hint = t_end - step_s
+            d = StepDecision(t_end_s=t_end, step_s=step_s, tonic=tonic,
+                             active=active, onset_hint_s=onset_hint,
+                             rms_uv=step_mean_l[i], peak_uv=step_max_l[i],
+                             score=score, offset_hint_s=offset_hint, label=label,
+                             floor_uv=floor, min_duration_s=min_dur, run_start_s=run_start_s)
+            events += self.assembler.step(d)
             if (self.assembler.state == "idle" and step_valid
                     and f["drift_uv"] <= cfg.drift_max_uv):
                 self._update_floor(step_med)
@@ -372,20 +398,28 @@ class Pipeline:
             return "nodata", False, 0.0
         artifact = (f["hum_ratio"] > cfg.hum_max_ratio or f["drift_uv"] > cfg.drift_max_uv
                     or f["flat_fraction"] > 0.5)
-        movement = (np.isfinite(f["motion_g"]) and f["motion_g"] > cfg.motion_max_g) or \
-                   (np.isfinite(f["posture_deg"]) and f["posture_deg"] > cfg.posture_change_max_deg)
+        motion = f["motion_g"]
+        has_acc = motion == motion                       # NaN without accelerometer
+        movement = has_acc and (motion > cfg.motion_max_g
+                                or f["posture_deg"] > cfg.posture_change_max_deg)
         phasic = f["modulation"] < cfg.modulation_min or (
             f["rhythm"] > cfg.rhythm_max and f["modulation"] < 0.5)
+        if artifact:
+            return "artifact", False, 0.0
+        if step_med <= off_thr and tonic_frac < cfg.tonic_min_fraction:
+            return "rest", False, 0.0
         score = (_soft(tonic_frac - cfg.tonic_min_fraction, 0.05)
                  * _soft(f["modulation"] - cfg.modulation_min, 0.05)
                  * _soft(cfg.rhythm_max - f["rhythm"], 0.08))
-        if artifact:
-            return "artifact", False, 0.0
-        if phasic and f["p10_uv"] >= cfg.sustained_p10_ratio * self.floor_uv:
+        if phasic and tonic_frac >= cfg.tonic_min_fraction:
             # deep fluctuation of a contraction that never comes down is still tonic when
-            # the leg is still; without an accelerometer only if it is not rhythmic (gait)
-            still = np.isfinite(f["motion_g"]) and f["motion_g"] < 0.5 * cfg.motion_max_g
-            if still or (not np.isfinite(f["motion_g"]) and f["rhythm"] <= cfg.rhythm_max):
+            # the leg is still; without an accelerometer only if it stays far above the
+            # floor and is not rhythmic (gait)
+            if has_acc:
+                if motion < 0.5 * cfg.motion_max_g:
+                    phasic = False
+            elif (f["p10_uv"] >= cfg.sustained_p10_ratio * self.floor_uv
+                  and f["rhythm"] <= cfg.rhythm_max):
                 phasic = False
         if tonic_frac >= cfg.tonic_min_fraction and not phasic:
             if movement:
@@ -396,6 +430,14 @@ class Pipeline:
         if step_med > off_thr:
             return ("movement" if movement else "phasic" if phasic else "active"), False, score
         return "rest", False, score
+
+    def _end_run(self, last_frame: int) -> None:
+        """An activity run ended: remember it if it was PLM-like (0.5-10 s,
+        the envelope's smoothing taken off)."""
+        dur_s = (last_frame + 1 - self._run_start) * self.frame_dt - self.cfg.rms_window_s
+        if 0.5 <= dur_s <= 10.0:
+            self._burst_ends.append((last_frame + 1) * self.frame_dt)
+        self._run_start = None
 
     def _trace_back(self, rel: int, frame: int, floor: float) -> int:
         """Earliest frame before ``frame`` from which the envelope stayed above
@@ -420,14 +462,6 @@ class Pipeline:
             if len(self._walk_steps) >= 8:
                 self._walk_last_s = t_end
                 self._walk_grav = grav.copy()
-        if active:
-            if self._burst_start_s is None:
-                self._burst_start_s = t_end - cfg.step_s
-        elif self._burst_start_s is not None:
-            dur = t_end - cfg.step_s - self._burst_start_s
-            if 0.5 <= dur <= 10.0 + cfg.step_s:
-                self._burst_ends.append(t_end)
-            self._burst_start_s = None
         while self._burst_ends and self._burst_ends[0] < t_end - cfg.plm_window_s:
             self._burst_ends.pop(0)
         if len(self._burst_ends) >= cfg.plm_series_bursts:
@@ -444,11 +478,14 @@ class Pipeline:
                 return False        # lying down again since the walk
         return True
 
-    def _is_upright(self, g: np.ndarray) -> bool:
-        if self._axis is None or not np.all(np.isfinite(g)):
-            return False
-        norm = float(np.sqrt(g @ g))
-        return norm > 0.5 and abs(g[self._axis]) / norm >= self._upright_cos
+    def _upright(self, grav: np.ndarray) -> np.ndarray:
+        """Per row of gravity vectors: is the shank upright (standing)?"""
+        if self._axis is None:
+            return np.zeros(len(grav), dtype=bool)
+        norm = np.sqrt(np.sum(grav * grav, axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            up = (norm > 0.5) & (np.abs(grav[:, self._axis]) >= self._upright_cos * norm)
+        return np.where(np.isfinite(norm), up, False)
 
     def _update_floor(self, x_uv: float) -> None:
         cfg = self.cfg
@@ -460,9 +497,6 @@ class Pipeline:
             up = 2.0 ** (cfg.step_s / max(cfg.floor_up_s, 1e-6))
             self.floor_uv = min(x, self.floor_uv * up)
         self.floor_uv = max(self.floor_uv, cfg.floor_min_uv)
-
-    def _wrap(self, events: list) -> list:
-        return events
 
     # ---------------------------------------------------------------- outputs
     TRACE_COLUMNS = ("t_end_s", "rms_uv", "floor_uv", "tonic_fraction", "modulation", "rhythm",
@@ -485,6 +519,6 @@ class Pipeline:
 
 
 def _soft(x: float, width: float) -> float:
-    if not np.isfinite(x):
+    if not math.isfinite(x):
         return 1.0
-    return 1.0 / (1.0 + math.exp(-x / width))
+    return 1.0 / (1.0 + math.exp(max(-50.0, min(50.0, -x / width))))

@@ -66,7 +66,7 @@ def load_config(config_path: str | None, overrides: list[str] | None) -> Detecto
 
 def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
                   acc: str | None = None, progress: bool | None = None,
-                  block_s: float = 10.0, on_event=None) -> RunResult:
+                  block_s: float = 300.0, on_event=None) -> RunResult:
     """Replay one recording through the pipeline as fast as possible."""
     if progress is None:
         progress = sys.stderr.isatty()
