@@ -1,0 +1,42 @@
+"""Shared fixtures.
+
+``sim_night``: a short synthetic night (25 min, EMG 1000 Hz, accelerometer
+100 Hz, 2 cramps and every distractor kind) written once per test session as
+EDF+ with its labels file beside it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SIM_NIGHT_SPEC = dict(
+    hours=25 / 60, seed=2024, emg_fs_hz=1000.0, acc_fs_hz=100.0, mains_hz=50.0, n_cramps=2
+)
+
+
+@pytest.fixture(scope="session")
+def sim_night_spec():
+    """The NightSpec behind ``sim_night``."""
+    from crampwatch.firmware_bridge.synth import NightSpec
+
+    return NightSpec(**SIM_NIGHT_SPEC)
+
+
+@pytest.fixture(scope="session")
+def sim_night(tmp_path_factory, sim_night_spec):
+    """(edf_path, labels_path) of a 25 min synthetic night written as EDF+.
+
+    The EDF holds "EMG calf" (uV, 1000 Hz) and "Acc X/Y/Z" (g, 100 Hz); the
+    labels CSV lists every cramp and distractor (kind,onset_s,offset_s,note).
+    """
+    from crampwatch.firmware_bridge.edf import write_edf
+    from crampwatch.firmware_bridge.labels import write_labels
+    from crampwatch.firmware_bridge.synth import SyntheticNight
+
+    out = tmp_path_factory.mktemp("sim_night")
+    night = SyntheticNight(sim_night_spec)
+    edf_path = out / "night.edf"
+    labels_path = out / "night.labels.csv"
+    write_edf(edf_path, night)
+    write_labels(labels_path, night.labels)
+    return str(edf_path), str(labels_path)

@@ -1,0 +1,168 @@
+"""``crampwatch simulate``: write a synthetic night as EDF+ with its labels file.
+
+The EDF+ holds the calf EMG ("EMG calf", uV) and the accelerometer ("Acc X",
+"Acc Y", "Acc Z", g); ``OUT.labels.csv`` beside it (same stem) lists every
+cramp and every distractor (kind,onset_s,offset_s,note).  See
+:mod:`crampwatch.firmware_bridge.synth` for what a night holds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from datetime import datetime, timezone
+
+from crampwatch.errors import ConfigError, InputFileError
+
+HELP = "write a synthetic night (EDF+ with EMG and accelerometer) and its labels file"
+DESCRIPTION = (
+    "Simulate a night of calf EMG (uV) and 3-axis leg acceleration (g) with nocturnal cramps "
+    "and everything that must not be mistaken for one (turns, periodic limb movements, walks, "
+    "stretches, resting tone, twitches, electrode pops, lead-off, mains, ECG, drift). Writes "
+    "OUT (EDF+, or BDF+ if it ends in .bdf) and OUT's stem + .labels.csv."
+)
+
+
+def labels_path_for(out_path: str) -> str:
+    """``night.edf`` -> ``night.labels.csv`` (same folder, same stem)."""
+    stem, _ = os.path.splitext(out_path)
+    return stem + ".labels.csv"
+
+
+def _start(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--start {text!r} is not an ISO 8601 date and time (e.g. 2024-03-05T23:10:00Z)",
+            key="start",
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out", metavar="OUT.edf", help="EDF+ file to write (.bdf for BDF+)")
+    parser.add_argument("--hours", type=float, default=8.0, help="length of the night (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--fs",
+        type=float,
+        default=1000.0,
+        metavar="HZ",
+        help="EMG sample rate, 250-4000 Hz (default 1000)",
+    )
+    parser.add_argument(
+        "--acc-fs",
+        type=float,
+        default=100.0,
+        metavar="HZ",
+        help="accelerometer sample rate, 25-200 Hz (default 100)",
+    )
+    parser.add_argument(
+        "--mains",
+        type=float,
+        default=50.0,
+        choices=[50.0, 60.0],
+        help="mains frequency of the interference (default 50)",
+    )
+    parser.add_argument(
+        "--cramps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="number of cramps (default: random 1-4)",
+    )
+    parser.add_argument(
+        "--start",
+        default=None,
+        metavar="ISO8601",
+        help="start of the night, e.g. 2024-03-05T23:10:00Z (default: from the seed)",
+    )
+    parser.add_argument(
+        "--floor-uv",
+        type=float,
+        default=None,
+        metavar="UV",
+        help="EMG noise floor, uV RMS in 20-450 Hz (default: random 1.5-5)",
+    )
+    parser.add_argument(
+        "--no-annotations",
+        action="store_true",
+        help="do not store the labels as EDF+ annotations in the file",
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="PATH",
+        help="labels file to write (default: OUT's stem + .labels.csv)",
+    )
+
+
+def run(args) -> int:
+    from crampwatch.firmware_bridge.edf import write_edf
+    from crampwatch.firmware_bridge.labels import LABEL_KINDS, write_labels
+    from crampwatch.firmware_bridge.synth import NightSpec, SyntheticNight
+
+    if not 250.0 <= args.fs <= 4000.0:
+        raise ConfigError(f"--fs {args.fs:g} Hz is outside 250-4000 Hz", key="fs")
+    if not 25.0 <= args.acc_fs <= 200.0:
+        raise ConfigError(f"--acc-fs {args.acc_fs:g} Hz is outside 25-200 Hz", key="acc_fs")
+    if not 0 < args.hours <= 24:
+        raise ConfigError(f"--hours {args.hours:g} must be within (0, 24]", key="hours")
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed} must be >= 0", key="seed")
+    if args.cramps is not None and args.cramps < 0:
+        raise ConfigError(f"--cramps {args.cramps} must be >= 0", key="cramps")
+    start = _start(args.start) if args.start else None
+    out = args.out
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise InputFileError(f"{out}: folder {folder} does not exist", path=out)
+    spec = NightSpec(
+        hours=args.hours,
+        seed=args.seed,
+        emg_fs_hz=args.fs,
+        acc_fs_hz=args.acc_fs,
+        mains_hz=args.mains,
+        n_cramps=args.cramps,
+        start_utc=start,
+        floor_rms_uv=args.floor_uv,
+    )
+    night = SyntheticNight(spec)
+
+    bar = None
+    progress = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=round(night.duration_s), unit="s", desc="simulate", file=sys.stderr, leave=False
+        )
+
+        def progress(done_s, total_s):
+            bar.update(round(done_s) - bar.n)
+
+    try:
+        res = write_edf(
+            out,
+            night,
+            annotations=None if args.no_annotations else night.labels,
+            recording_note=f"synthetic seed {args.seed}",
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    labels_path = args.labels or labels_path_for(out)
+    write_labels(labels_path, night.labels)
+    counts = Counter(lab.kind for lab in night.labels)
+    distractors = ", ".join(f"{k} {counts[k]}" for k in LABEL_KINDS if k != "cramp" and counts[k])
+    print(
+        f"{out}: {res.duration_s / 3600:.2f} h ({res.duration_s:.0f} s), EMG {args.fs:g} Hz, "
+        f"acc {args.acc_fs:g} Hz, {counts['cramp']} cramps; distractors: {distractors}; "
+        f"labels {labels_path}"
+    )
+    return 0
