@@ -28,6 +28,9 @@ def add_arguments(p) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config file ([detector] table)")
     p.add_argument("--episodes", metavar="OUT.jsonl", help="write episodes as JSON Lines")
     p.add_argument("--csv", metavar="OUT.csv", help="write episodes as CSV")
+    p.add_argument("--db", metavar="FILE",
+                   help="also store the night, its episodes and a per-minute signal summary in "
+                        "this episode log (SQLite), for 'crampwatch review'")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
 
 
@@ -41,6 +44,8 @@ def run(args) -> int:
         records.extend(recs)
         if not args.quiet:
             print_table(res, recs)
+        if args.db:
+            store(args.db, res, cfg.step_s)
     if args.episodes:
         with open(args.episodes, "w", encoding="utf-8") as fh:
             for r in records:
@@ -52,6 +57,32 @@ def run(args) -> int:
             for r in records:
                 w.writerow({k: r.get(k) for k in FIELDS})
     return 0
+
+
+def store(db_path: str, res, step_s: float) -> None:
+    """Write a replay's results into the episode log (replacing that recording's rows)."""
+    from crampwatch.tools.episode_log import EpisodeLog, minute_rows
+    with EpisodeLog(db_path) as log:
+        night = log.night_for(res.start_time)
+        rec = log.add_recording(night, res.path, res.start_time, source=f"file://{res.path}",
+                                channel=res.channel, emg_fs_hz=res.emg_fs_hz,
+                                acc_fs_hz=res.acc_fs_hz)
+        log.db.execute("DELETE FROM episodes WHERE recording_id=?", (rec,))
+        log.db.execute("DELETE FROM gaps WHERE recording_id=?", (rec,))
+        log.db.commit()
+        for ep in res.episodes:
+            row = log.open_episode(night, rec, res.start_time, ep, res.emg_fs_hz, res.channel)
+            log.close_episode(row, res.start_time, ep, res.emg_fs_hz, status=ep.status)
+        for g in res.gaps:
+            fs = res.emg_fs_hz if g.stream == "emg" else (res.acc_fs_hz or res.emg_fs_hz)
+            t0 = res.start_time + timedelta(seconds=(g.first_index or 0) / fs)
+            log.add_gap(rec, g.stream or "emg", g.first_index, g.n_samples, t0,
+                        (g.n_samples or 0) / fs, (g.detail or {}).get("cause"))
+        log.add_minutes(rec, minute_rows(res.trace, res.start_time, step_s))
+        log.update_recording(rec, ended_utc=res.start_time + timedelta(seconds=res.duration_s),
+                             samples=int(round(res.duration_s * res.emg_fs_hz)),
+                             gap_samples=sum(g.n_samples or 0 for g in res.gaps
+                                             if g.stream == "emg"))
 
 
 def print_table(res, recs, out=None) -> None:
