@@ -48,15 +48,15 @@ def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
     out["median_uv"] = p50
     out["p90_uv"] = p90
     out["modulation"] = np.where(p90 > 0, p10 / np.maximum(p90, 1e-12), 1.0)
-    ms_w = _window_mean(hist["ms_uv2"], ends, window_n)
-    hum_w = _window_mean(hist["hum_ms_uv2"], ends, window_n)
+    # window means over the same values in the same order whatever the batching, so
+    # chunked and one-shot runs agree to the last bit
+    ms_w = sliding_window_view(hist["ms_uv2"], window_n)[starts].mean(axis=1)
+    hum_w = sliding_window_view(hist["hum_ms_uv2"], window_n)[starts].mean(axis=1)
     out["hum_ratio"] = np.sqrt(hum_w / np.maximum(ms_w, 1e-12))
-    raw_m = _window_mean(hist["raw_mean_uv"], ends, window_n)
-    raw_m2 = _window_mean(hist["raw_mean_uv"] ** 2, ends, window_n)
-    out["drift_uv"] = np.sqrt(np.maximum(raw_m2 - raw_m ** 2, 0.0))
-    out["flat_fraction"] = _window_mean((hist["raw_ptp_uv"] <= 1e-9).astype(np.float64), ends,
-                                        window_n)
-    out["motion_g"] = _window_mean(hist["dyn_g"], ends, window_n)
+    out["drift_uv"] = sliding_window_view(hist["raw_mean_uv"], window_n)[starts].std(axis=1)
+    out["flat_fraction"] = (sliding_window_view(hist["raw_ptp_uv"], window_n)[starts]
+                            <= 1e-9).mean(axis=1)
+    out["motion_g"] = sliding_window_view(hist["dyn_g"], window_n)[starts].mean(axis=1)
     g0 = hist["grav_g"][starts]
     g1 = hist["grav_g"][ends]
     cos = np.sum(g0 * g1, axis=1) / np.maximum(
@@ -65,14 +65,6 @@ def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
     out["rhythm"] = rhythm_peak(
         sliding_window_view(hist["env_uv"], rhythm_n)[ends - rhythm_n + 1], lag_lo_n, lag_hi_n)
     return out
-
-
-def _window_mean(x: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:
-    """Mean of ``x[e-n+1 : e+1]`` for every ``e`` in ``ends`` (prefix sums)."""
-    lo = int(ends.min()) - n + 1
-    c = np.concatenate([[0.0], np.cumsum(x[lo:int(ends.max()) + 1], dtype=np.float64)])
-    e = ends - lo + 1
-    return (c[e] - c[e - n]) / n
 
 
 def _quantile_sorted(rows: np.ndarray, q: float) -> np.ndarray:
@@ -93,7 +85,7 @@ def rhythm_peak(env_windows: np.ndarray, lag_lo_n: int, lag_hi_n: int) -> np.nda
         return np.zeros(0)
     t = np.arange(n) - (n - 1) / 2.0
     x = env_windows - env_windows.mean(axis=1, keepdims=True)
-    slope = (x @ t) / (t @ t)
+    slope = (x * t).sum(axis=1) / (t @ t)
     x = x - slope[:, None] * t[None, :]
     nfft = 1 << int(np.ceil(np.log2(2 * n)))
     spec = np.fft.rfft(x, nfft, axis=1)

@@ -68,6 +68,8 @@ class Pipeline:
     in any interleaving; call :meth:`finish` at the end of the stream.
     """
 
+    ACC_MAX_LAG_S = 900.0
+
     def __init__(self, config: DetectorConfig | None = None, emg_fs_hz: float = 1000.0,
                  acc_fs_hz: float | None = None, keep_trace: bool = True):
         self.cfg = cfg = config or DetectorConfig()
@@ -243,7 +245,9 @@ class Pipeline:
         emg_end = self._pending_first + len(self._pending["ms_uv2"])
         upto = emg_end
         if self.acc_frames is not None and not final:
-            lag_n = int(30.0 / self.frame_dt)
+            # wait for the accelerometer, but not for ever: a sensor that stops must not
+            # stall detection (replay delivers blocks of up to a few minutes per stream)
+            lag_n = int(self.ACC_MAX_LAG_S / self.frame_dt)
             upto = min(emg_end, max(self.acc_frames.covered_frame, emg_end - lag_n))
         n = upto - self._final
         if n <= 0:
@@ -272,8 +276,8 @@ class Pipeline:
             self._hist_first = self._final - pad
         tail = self._hist["ms_uv2"][-(self.rms_n - 1):] if self.rms_n > 1 else np.zeros(0)
         ms = np.concatenate([tail, new["ms_uv2"]])
-        c = np.concatenate([[0.0], np.cumsum(ms)])
-        env = np.sqrt(np.maximum((c[self.rms_n:] - c[:-self.rms_n]) / self.rms_n, 0.0))
+        # a mean over each window's own values: bit-identical whatever the chunking
+        env = np.sqrt(sliding_window_view(ms, self.rms_n).mean(axis=1))
         env = np.where(new["valid"] > 0, env, 0.0)
         add = dict(new, env_uv=env, dyn_g=dyn)
         for k in add:
