@@ -1,0 +1,220 @@
+"""Decoded packets + arrival times -> sample blocks with indices, host times and gap events.
+
+One :class:`StreamAssembler` per stream (``emg``, ``acc``) holds that
+stream's counter unwrapper and clock fit.  It is fed every packet of the
+stream decoded from one read chunk, with the chunk's arrival time, and
+returns the blocks and events to hand on.  No I/O, no clock reads: tests feed
+it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from crampwatch.firmware_bridge.clock import ClockFit, CounterUnwrapper
+from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent
+
+logger = logging.getLogger(__name__)
+
+# after a reconnect, a 2**32 counter is trusted when it lands within this many
+# seconds of where host time puts it; otherwise the device restarted.
+_RECONNECT_TOLERANCE_S = 2.0
+# a pause between reads longer than this may hide whole periods of a short counter
+_SILENCE_S = 0.25
+# envelope windows the drift fit needs before host time may place samples
+_FIT_MIN_POINTS = 5
+
+
+class StreamAssembler:
+    """Turn one stream's packets into blocks and gap events.
+
+    Parameters
+    ----------
+    stream : str
+        ``"emg"`` or ``"acc"``.
+    fs_hz : float
+        Nominal sample rate.
+    wall_offset_s : float
+        Added to monotonic host times to get UTC POSIX seconds.
+    """
+
+    def __init__(self, stream: str, fs_hz: float, wall_offset_s: float = 0.0,
+                 frame_bytes: int | None = None):
+        self.stream = stream
+        self.frame_bytes = frame_bytes
+        self._last_offset: int | None = None
+        self.fs_hz = float(fs_hz)
+        self.wall_offset_s = wall_offset_s
+        self.fit = ClockFit(self.fs_hz)
+        self.unwrapper: CounterUnwrapper | None = None
+        self._last_arrival: float | None = None
+        self._relinked = False
+        self.gap_samples = 0
+        self.samples = 0
+
+    def relinked(self) -> None:
+        """The link was lost and is back: the next frame's counter may have restarted."""
+        self._relinked = True
+        self._last_offset = None
+
+    def _min_missing(self, packets) -> np.ndarray | None:
+        """Frames that must be missing before each packet: with fixed-length frames,
+        bytes that arrived but did not decode took up whole frame slots."""
+        if self.frame_bytes is None:
+            return None
+        off = np.fromiter((p.offset for p in packets), dtype=np.int64, count=len(packets))
+        prev = np.concatenate(([off[0] - self.frame_bytes if self._last_offset is None
+                                else self._last_offset], off[:-1]))
+        self._last_offset = int(off[-1])
+        return np.maximum((off - prev) // self.frame_bytes - 1, 0)
+
+    def set_fs(self, fs_hz: float) -> None:
+        """The device announced its rate (before any sample of the stream)."""
+        if float(fs_hz) != self.fs_hz:
+            self.fs_hz = float(fs_hz)
+            self.fit = ClockFit(self.fs_hz)
+
+    def _host_index(self, arrival_s: float) -> float | None:
+        """Where host time puts the last sample arriving now (None before any data).
+
+        From the drift fit once it has a few windows; before that, from the
+        nominal rate and the previous arrival.
+        """
+        if self.fit.n_points >= _FIT_MIN_POINTS:
+            return self.fit.index_at(arrival_s)
+        u = self.unwrapper
+        if self._last_arrival is None or u is None or u.next_index is None:
+            return None
+        return u.next_index - 1 + (arrival_s - self._last_arrival) * self.fs_hz
+
+    def feed(self, packets: list, arrival_s: float) -> list:
+        """Packets of this stream from one chunk (in order) -> blocks and events.
+
+        Parameters
+        ----------
+        packets : list of Packet
+            All with ``samples`` set.
+        arrival_s : float
+            ``time.monotonic()`` when the chunk was read.
+        """
+        if not packets:
+            return []
+        out: list = []
+        counters = np.fromiter((p.counter for p in packets), dtype=np.int64, count=len(packets))
+        n = np.fromiter((p.samples.shape[0] for p in packets), dtype=np.int64, count=len(packets))
+        if self.unwrapper is None:
+            first = packets[0]
+            self.unwrapper = CounterUnwrapper(first.counter_modulo, first.samples_per_count,
+                                              max_jump_samples=int(24 * 3600 * self.fs_hz))
+        u = self.unwrapper
+        total = int(n.sum())
+        host_last = self._host_index(arrival_s)
+        min_missing = self._min_missing(packets)
+        start = 0
+        if self._relinked:
+            self._relinked = False
+            if u.started:
+                out.extend(self._after_relink(counters, n, host_last, total, arrival_s))
+        hint = None
+        if (u.started and self.fit.n_points >= _FIT_MIN_POINTS and host_last is not None
+                and self._last_arrival is not None and u.modulo <= (1 << 20)):
+            # only a real silence says anything: ordinary read-to-read jitter is
+            # larger than a 16-count period at 1000 Hz and would invent gaps
+            wrap_s = u.modulo * u.samples_per_count / self.fs_hz
+            if arrival_s - self._last_arrival > max(2.0 * wrap_s, _SILENCE_S):
+                hint = host_last - total + 1
+        while start < len(packets):
+            no_hint = None
+            if hint is not None:       # what the counter (and the bytes) alone would say
+                m, spc = u.modulo, u.samples_per_count
+                miss = ((int(counters[0]) - u.last_counter) % m - u.last_n // spc) % m
+                floor_ = 0 if min_missing is None else int(min_missing[0])
+                miss += m * (-(-max(floor_ - miss, 0) // m))
+                no_hint = miss * spc
+            res = u.unwrap(counters[start:], n[start:], first_index_hint=hint,
+                           min_missing=None if min_missing is None else min_missing[start:])
+            hint = None
+            k = res.first_index.size
+            if k:
+                by_host = (no_hint is not None and res.gaps and res.gaps[0][2] == 0
+                           and res.gaps[0][1] > no_hint)
+                out.extend(self._blocks(packets[start:start + k], res, arrival_s, by_host))
+            if res.reset_at is None:
+                break
+            # the counter jumped backwards or implausibly far: device reset
+            start += res.reset_at
+            prev_end = u.next_index
+            rest = int(n[start:].sum())
+            est = self._estimate_first(host_last, rest, prev_end)
+            logger.info("%s: device counter restarted; gap measured from host time", self.stream)
+            out.extend(self._gap_event(prev_end, est - prev_end, arrival_s,
+                                       measured_from="host_time", device_reset=True))
+            u.restart(est)
+        self._last_arrival = arrival_s
+        return out
+
+    def _estimate_first(self, host_last, n_rest, prev_end) -> int:
+        """Index of the first of ``n_rest`` samples whose last one arrived now, from host time."""
+        if host_last is None:
+            return prev_end
+        return max(prev_end, int(math.floor(host_last)) - n_rest + 1)
+
+    def _after_relink(self, counters, n, host_last, total, arrival_s) -> list:
+        u = self.unwrapper
+        prev_end = u.next_index
+        est = self._estimate_first(host_last, total, prev_end)
+        if u.modulo > (1 << 20):
+            # an index counter: trust it if it lands where host time expects it
+            step = (int(counters[0]) - u.last_counter) % u.modulo
+            by_counter = prev_end + step * u.samples_per_count - u.last_n
+            tol = _RECONNECT_TOLERANCE_S * self.fs_hz
+            if step < u.modulo // 2 and by_counter >= prev_end and abs(by_counter - est) <= tol:
+                return []          # the unwrapper reports the gap from the counter
+            detail = {"device_reset": True}
+        else:
+            # a short counter cannot span a reconnect (and boards restart it on start)
+            detail = {"counter_ambiguous": True}
+        events = self._gap_event(prev_end, est - prev_end, arrival_s,
+                                 measured_from="host_time", **detail)
+        u.restart(est)
+        return events
+
+    def _gap_event(self, first_index, n_missing, arrival_s, **detail) -> list:
+        n_missing = int(n_missing)
+        if n_missing <= 0:
+            return []
+        self.gap_samples += n_missing
+        detail = {k: v for k, v in detail.items() if v is not None}
+        return [SourceEvent(kind="gap", host_time_s=arrival_s + self.wall_offset_s,
+                            stream=self.stream, first_index=int(first_index),
+                            n_samples=n_missing, detail=detail)]
+
+    def _blocks(self, packets, res, arrival_s, first_gap_by_host: bool = False) -> list:
+        out: list = []
+        idx = res.first_index
+        last = packets[-1]
+        self.fit.add(int(idx[-1]) + last.samples.shape[0] - 1, arrival_s)
+        gap_at = {pos: (first, n_miss) for first, n_miss, pos in res.gaps}
+        cuts = sorted(gap_at) + [len(packets)]
+        lo = 0
+        for cut in cuts:
+            if cut > lo:
+                seg = packets[lo:cut]
+                data = seg[0].samples if len(seg) == 1 else np.concatenate([p.samples for p in seg])
+                first = int(idx[lo])
+                t = self.fit.time_of(first) + self.wall_offset_s
+                out.append(SampleBlock(self.stream, self.fs_hz, first, data, float(t)))
+                self.samples += data.shape[0]
+            if cut in gap_at:
+                first, n_miss = gap_at[cut]
+                if cut == 0 and first_gap_by_host:
+                    # whole counter periods were added from host time after a silence
+                    detail = {"measured_from": "host_time", "counter_ambiguous": True}
+                else:
+                    detail = {"measured_from": "counter"}
+                out.extend(self._gap_event(first, n_miss, arrival_s, **detail))
+            lo = cut
+        return out
