@@ -162,10 +162,14 @@ class EpisodeAssembler:
             run.steps.append((t, d.rms_uv, d.peak_uv, d.score, d.tonic))
             if d.tonic:
                 run.last_tonic_s = t
-                run.last_active_s = t
+                run.last_active_s = d.offset_hint_s if d.offset_hint_s is not None else t
                 return self._maybe_confirm(t, d)
-            if d.active and d.label != "artifact":
-                run.last_active_s = t
+            if d.active and d.label not in ("artifact", "nodata"):
+                run.last_active_s = d.offset_hint_s if d.offset_hint_s is not None else t
+                if t - run.last_tonic_s <= self.max_gap_s:
+                    events = self._maybe_confirm(t, d)
+                    if events:
+                        return events
             if t - run.last_tonic_s > self.max_gap_s:
                 self.state, self._run = "idle", None
                 if d.tonic:
@@ -188,7 +192,10 @@ class EpisodeAssembler:
         need_s = self.min_duration_s
         if d is not None and d.min_duration_s is not None:
             need_s = max(need_s, d.min_duration_s)
-        if run.last_tonic_s - run.start_s < need_s:
+        # the contraction's length: from where it began to rise to the last moment
+        # it was seen (tonic windows lag the signal by up to a window)
+        if max(run.last_tonic_s - run.start_s,
+               run.last_active_s - run.onset_s) < need_s:
             return []
         n_tonic = sum(1 for s in run.steps if s[4])
         if n_tonic < self.candidate_tonic_fraction * len(run.steps):
@@ -233,7 +240,7 @@ class EpisodeAssembler:
         """The stream ended at ``t_end_s``: close a confirmed episode (a
         candidate that already lasts ``min_duration_s`` is confirmed first)."""
         events = []
-        if self.state == "candidate" and self._run.last_tonic_s - self._run.start_s >= self.min_duration_s:
+        if self.state == "candidate":
             events += self._maybe_confirm(t_end_s)
         if self.state in ("active", "ending"):
             status = "truncated" if truncated else "closed"
