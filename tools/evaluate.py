@@ -13,7 +13,10 @@ from crampwatch.tools._run import load_config, parse_acc_labels, run_recording
 HELP = "score the detector against labelled recordings (precision, recall, onset error...)"
 DESCRIPTION = """Replay each recording and compare the episodes with its labels. A labelled
 cramp counts as found when a reported episode overlaps it with intersection-over-union >= 0.3;
-every other reported episode is a false positive, counted per distractor kind it overlaps."""
+every other reported episode is a false positive, counted per distractor kind it overlaps.
+With --db LOG the user's verdicts in the episode log are labels too ('crampwatch label'):
+confirmed episodes are cramps, episodes marked false are distractors ('user_false'), and
+reported episodes that only overlap episodes without a verdict are left out of the scoring."""
 
 
 def add_arguments(p) -> None:
@@ -28,6 +31,9 @@ def add_arguments(p) -> None:
     p.add_argument("--min-iou", type=float, default=0.3)
     p.add_argument("--json", metavar="OUT.json", help="write all metrics as JSON")
     p.add_argument("--list", action="store_true", help="list every false positive and miss")
+    p.add_argument("--db", metavar="LOG",
+                   help="use the verdicts stored in this episode log ('crampwatch label') as "
+                        "labels of recordings replayed into it (with --labels: both)")
 
 
 def default_labels_path(path: str) -> str:
@@ -35,20 +41,42 @@ def default_labels_path(path: str) -> str:
     return stem + ".labels.csv"
 
 
-def evaluate_files(files, labels_files, cfg, emg=None, acc=None, min_iou=0.3, progress=None):
-    """Replay and score; returns (pooled metrics, per-file metrics)."""
+def evaluate_files(files, labels_files, cfg, emg=None, acc=None, min_iou=0.3, progress=None,
+                   db=None):
+    """Replay and score; returns (pooled metrics, per-file metrics).
+
+    With ``db`` (an episode log path) the verdicts stored there label each
+    recording too (see :func:`crampwatch.tools.label.verdict_labels`); then
+    ``labels_files`` None means "verdicts only".
+    """
     from crampwatch.firmware_bridge.labels import read_labels
-    if labels_files is None:
+    if labels_files is None and db is None:
         labels_files = [default_labels_path(f) for f in files]
-    if len(labels_files) != len(files):
+    if labels_files is not None and len(labels_files) != len(files):
         raise InputFileError(f"--labels: {len(labels_files)} labels files for {len(files)} recordings")
+    verdicts = _verdicts(db, files) if db is not None else None
     pooled_eps, pooled_labels, total_s, per_file = [], [], 0.0, []
-    for path, lab_path in zip(files, labels_files):
-        labels = [(lb.kind, lb.onset_s, lb.offset_s) for lb in read_labels(lab_path)]
+    for i, path in enumerate(files):
+        labels = []
+        if labels_files is not None:
+            labels = [(lb.kind, lb.onset_s, lb.offset_s) for lb in read_labels(labels_files[i])]
+        unreviewed = []
+        if verdicts is not None:
+            labels += verdicts[i][0]
+            unreviewed = verdicts[i][1]
         res = run_recording(path, cfg, emg=emg, acc=acc, progress=progress)
         eps = [(e.onset_s, e.offset_s) for e in res.episodes]
+        skipped = 0
+        if unreviewed:   # no verdict yet: neither a hit nor a false positive
+            keep = [e for e in eps if _overlaps_any(e, [(a, b) for _, a, b in labels])
+                    or not _overlaps_any(e, unreviewed)]
+            skipped = len(eps) - len(keep)
+            eps = keep
         m = score(eps, labels, res.duration_s, min_iou)
         m["file"] = path
+        if verdicts is not None:
+            m["verdict_labels"] = len(verdicts[i][0])
+            m["unreviewed_skipped"] = skipped
         per_file.append(m)
         pooled_eps += [(a + total_s, b + total_s) for a, b in eps]
         pooled_labels += [(k, a + total_s, b + total_s) for k, a, b in labels]
@@ -57,14 +85,45 @@ def evaluate_files(files, labels_files, cfg, emg=None, acc=None, min_iou=0.3, pr
     return pooled, per_file
 
 
+def _overlaps_any(ep, spans) -> bool:
+    return any(min(ep[1], b) > max(ep[0], a) for a, b in spans)
+
+
+def _verdicts(db: str, files):
+    """Per file: (verdict labels, unreviewed episode spans) from the episode log."""
+    from crampwatch.tools.label import verdict_labels
+    from crampwatch.tools.review import open_log
+    out = []
+    with open_log(db) as log:
+        for path in files:
+            v = verdict_labels(log, path)
+            if v is None:
+                raise InputFileError(f"{path}: not in the episode log {db}: replay it into the "
+                                     f"log first ('crampwatch replay {path} --db {db}')",
+                                     path=path)
+            if not v[0]:
+                raise InputFileError(f"{path}: no verdicts in the episode log {db} yet: mark "
+                                     f"its episodes with 'crampwatch label ID --confirmed' or "
+                                     f"'--false' first", path=path)
+            out.append(v)
+    return out
+
+
 def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     pooled, per_file = evaluate_files(args.files, args.labels, cfg, args.emg,
-                                      parse_acc_labels(args.acc), args.min_iou)
+                                      parse_acc_labels(args.acc), args.min_iou,
+                                      db=getattr(args, "db", None))
     out = sys.stdout
     for m in per_file:
+        extra = ""
+        if "verdict_labels" in m:
+            extra = f" ({m['verdict_labels']} verdict(s) from the log"
+            if m["unreviewed_skipped"]:
+                extra += f", {m['unreviewed_skipped']} episode(s) without a verdict left out"
+            extra += ")"
         print(f"{m['file']}: {m['true_positives']}/{m['n_labelled']} cramps found, "
-              f"{m['false_positives']} false positive(s), F1 {m['f1']:.3f}", file=out)
+              f"{m['false_positives']} false positive(s), F1 {m['f1']:.3f}{extra}", file=out)
     p = pooled
     print(f"\nall {len(per_file)} recording(s), {p['hours']:.2f} h:", file=out)
     rows = [
