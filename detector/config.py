@@ -80,7 +80,8 @@ class DetectorConfig:
         "is a fluctuating sustained contraction, not phasic bursts", default=10.0)
     upright_axis: str = _doc(
         "accelerometer axis along the shank ('x', 'y', 'z' or 'none'): gravity along it means "
-        "standing, and no cramp onset is taken while upright", default="x")
+        "standing, and no cramp onset is taken while upright (off by default: boards are "
+        "strapped on differently; walking context does this job)", default="none")
     upright_max_deg: float = _doc(
         "gravity within this angle of the shank axis counts as upright (degrees)", default=40.0)
     hum_max_ratio: float = _doc(
@@ -103,8 +104,8 @@ class DetectorConfig:
         "an onset is traced back to where the envelope last rose above this multiple of the floor",
         default=1.5)
     walk_context_s: float = _doc(
-        "after rhythmic walking bursts, no cramp onset is taken for this long unless the "
-        "accelerometer shows the sleeper lying down again (s)", default=300.0)
+        "after walking (rhythmic bursts with steps), no cramp onset is taken while the leg keeps "
+        "its walking posture; without an accelerometer, for this long (s)", default=300.0)
     walk_override_ratio: float = _doc(
         "... except for contractions stronger than this multiple of the floor", default=15.0)
     plm_series_bursts: int = _doc(

@@ -194,8 +194,9 @@ class EpisodeAssembler:
             need_s = max(need_s, d.min_duration_s)
         # the contraction's length: from where it began to rise to the last moment
         # it was seen (tonic windows lag the signal by up to a window)
+        # (the traced-back onset counts, but no more than a window before the candidate)
         if max(run.last_tonic_s - run.start_s,
-               run.last_active_s - run.onset_s) < need_s:
+               run.last_active_s - max(run.onset_s, run.start_s - self.window_s)) < need_s:
             return []
         n_tonic = sum(1 for s in run.steps if s[4])
         if n_tonic < self.candidate_tonic_fraction * len(run.steps):

@@ -457,8 +457,9 @@ class Pipeline:
         """Track walking and PLM series; returns a longer minimum duration
         while a PLM series is going on."""
         cfg = self.cfg
+        motion = f["motion_g"]
         if (f["rhythm"] > cfg.rhythm_max and f["modulation"] < cfg.modulation_min
-                and step_med > on_thr):
+                and f["p90_uv"] > on_thr and (motion != motion or motion > cfg.motion_max_g)):
             # a rhythmic, bursty step: walking if enough of them come close together
             self._walk_steps.append(t_end)
             while self._walk_steps[0] < t_end - 30.0:
@@ -473,14 +474,15 @@ class Pipeline:
         return None
 
     def _in_walk_context(self, grav: np.ndarray, t_end: float) -> bool:
-        if t_end - self._walk_last_s > self.cfg.walk_context_s:
+        """After walking: with an accelerometer, as long as the leg keeps the
+        posture it had while walking (standing); without one, for walk_context_s."""
+        if self._walk_grav is None:
             return False
         g0 = self._walk_grav
-        if g0 is not None and np.all(np.isfinite(g0)) and np.all(np.isfinite(grav)):
+        if np.all(np.isfinite(g0)) and np.all(np.isfinite(grav)):
             cos = float(g0 @ grav) / max(float(np.linalg.norm(g0) * np.linalg.norm(grav)), 1e-12)
-            if cos < math.cos(math.radians(45.0)):
-                return False        # lying down again since the walk
-        return True
+            return cos >= math.cos(math.radians(45.0))     # not lying down again yet
+        return t_end - self._walk_last_s <= self.cfg.walk_context_s
 
     def _upright(self, grav: np.ndarray) -> np.ndarray:
         """Per row of gravity vectors: is the shank upright (standing)?"""
