@@ -30,7 +30,8 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class EpisodeEnded:
 class _Run:
     onset_s: float
     start_s: float
+    floor_uv: float
     last_tonic_s: float
     last_active_s: float
     steps: list = field(default_factory=list)   # (t_end_s, rms_uv, peak_uv, score, tonic)
@@ -128,8 +130,10 @@ class EpisodeAssembler:
 
     def __init__(self, min_duration_s: float = 10.0, max_gap_s: float = 1.5,
                  end_gap_s: float = 2.0, merge_gap_s: float = 5.0,
-                 candidate_tonic_fraction: float = 0.75, window_s: float = 2.0):
+                 candidate_tonic_fraction: float = 0.75, window_s: float = 2.0,
+                 confidence_fn=None):
         self.window_s = float(window_s)
+        self.confidence_fn = confidence_fn
         self.min_duration_s = float(min_duration_s)
         self.candidate_tonic_fraction = float(candidate_tonic_fraction)
         self.max_gap_s = float(max_gap_s)
@@ -152,7 +156,7 @@ class EpisodeAssembler:
                 start = d.run_start_s if d.run_start_s is not None else d.onset_hint_s
                 start = min(max(start, t - self.window_s), t)
                 self._run = _Run(onset_s=min(d.onset_hint_s, start), start_s=start,
-                                 last_tonic_s=t, last_active_s=t)
+                                 floor_uv=d.floor_uv, last_tonic_s=t, last_active_s=t)
                 self._run.steps.append((t, d.rms_uv, d.peak_uv, d.score, True))
                 self.state = "candidate"
                 return self._maybe_confirm(t, d)
@@ -225,17 +229,17 @@ class EpisodeAssembler:
     def _summarise(self, episode_id: int, offset_s: float | None, status: str = "open") -> Episode:
         run = self._run
         steps = [s for s in run.steps if offset_s is None or s[0] <= offset_s + 1e-9] or run.steps
-        rms = [s[1] for s in steps]
+        mean_rms = sum(s[1] for s in steps) / len(steps)
         peak = max(s[2] for s in steps)
-        mean_rms = sum(rms) / len(rms)
-        tonic_steps = [s[3] for s in steps]
-        mean_score = sum(tonic_steps) / len(tonic_steps)
         end = offset_s if offset_s is not None else run.last_active_s
-        dur = max(0.0, end - run.onset_s)
-        conf = _confidence(mean_score, dur, self.min_duration_s)
+        feats = episode_features(steps, max(0.0, end - run.onset_s), run.floor_uv)
+        if self.confidence_fn is not None:
+            conf = float(round(self.confidence_fn(feats), 3))
+        else:
+            conf = _confidence(feats["mean_score"], feats["duration_s"], self.min_duration_s)
         return Episode(episode_id=episode_id, onset_s=run.onset_s, offset_s=offset_s,
                        peak_rms_uv=float(peak), mean_rms_uv=float(mean_rms),
-                       confidence=conf, floor_uv=0.0, status=status)
+                       confidence=conf, floor_uv=float(run.floor_uv), status=status)
 
     def finish(self, t_end_s: float, truncated: bool = False) -> list:
         """The stream ended at ``t_end_s``: close a confirmed episode (a
@@ -257,5 +261,22 @@ def _confidence(mean_score: float, duration_s: float, min_duration_s: float) -> 
     return float(round(max(0.0, min(1.0, mean_score * (0.6 + 0.4 * dur_term))), 3))
 
 
-def with_floor(ep: Episode, floor_uv: float) -> Episode:
-    return replace(ep, floor_uv=float(floor_uv))
+EPISODE_FEATURES = ("log_duration_s", "log_level_ratio", "tonic_step_fraction")
+
+
+def episode_features(steps: list, duration_s: float, floor_uv: float) -> dict:
+    """Features of an episode for its confidence (see ``crampwatch.models``).
+
+    ``steps`` are the episode's ``(t_end_s, rms_uv, peak_uv, score, tonic)``.
+    """
+    rms = [s[1] for s in steps]
+    mean_rms = sum(rms) / len(rms)
+    var = sum((r - mean_rms) ** 2 for r in rms) / len(rms)
+    return {
+        "duration_s": duration_s,
+        "mean_score": sum(s[3] for s in steps) / len(steps),
+        "log_duration_s": math.log(max(duration_s, 0.1)),
+        "log_level_ratio": math.log(max(mean_rms, 1e-3) / max(floor_uv, 1e-3)),
+        "tonic_step_fraction": sum(1 for s in steps if s[4]) / len(steps),
+        "level_cv": math.sqrt(var) / mean_rms if mean_rms > 0 else 0.0,
+    }

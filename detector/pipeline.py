@@ -59,6 +59,10 @@ class Pipeline:
     keep_trace : bool
         Keep one row of features per decision step (``trace()``), for tuning
         and the review plots.
+    confidence_model : callable or None
+        Maps an episode's features (``episodes.episode_features``) to a
+        probability; ``crampwatch.models.load_model()`` gives the trained one.
+        None: a fixed heuristic of the tonic score and the duration.
 
     Notes
     -----
@@ -71,7 +75,8 @@ class Pipeline:
     ACC_MAX_LAG_S = 900.0
 
     def __init__(self, config: DetectorConfig | None = None, emg_fs_hz: float = 1000.0,
-                 acc_fs_hz: float | None = None, keep_trace: bool = True):
+                 acc_fs_hz: float | None = None, keep_trace: bool = True,
+                 confidence_model=None):
         self.cfg = cfg = config or DetectorConfig()
         self.emg_fs_hz = float(emg_fs_hz)
         self.acc_fs_hz = float(acc_fs_hz) if acc_fs_hz else None
@@ -97,7 +102,8 @@ class Pipeline:
             if self.acc_fs_hz else None
         self.assembler = EpisodeAssembler(cfg.min_duration_s, cfg.max_gap_s, cfg.end_gap_s,
                                           cfg.merge_gap_s, cfg.candidate_tonic_fraction,
-                                          self.window_n * self.frame_dt)
+                                          self.window_n * self.frame_dt,
+                                          confidence_fn=confidence_model)
         self._upright_cos = math.cos(math.radians(cfg.upright_max_deg))
         self._axis = {"x": 0, "y": 1, "z": 2}.get(cfg.upright_axis)
         self.next_emg_index = 0

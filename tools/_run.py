@@ -13,6 +13,7 @@ from crampwatch.detector import DetectorConfig, EpisodeEnded, Pipeline
 from crampwatch.errors import ConfigError, SignalError
 from crampwatch.firmware_bridge.readers import open_recording
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent
+from crampwatch.models import load_model
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
     t0 = time.perf_counter()
     with open_recording(path, emg=emg, acc=acc) as reader:
         acc_fs = reader.acc.fs_hz if reader.acc is not None else None
-        pipe = Pipeline(cfg, emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs)
+        pipe = Pipeline(cfg, emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs,
+                        confidence_model=load_model())
         res = RunResult(path=str(path), channel=reader.emg.channels[0],
                         start_time=reader.start_time, duration_s=reader.duration_s,
                         emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs)
