@@ -94,3 +94,34 @@ class TextCollector:
             self._start += over
             garbage += over
         return garbage
+
+
+class ResyncAccounting:
+    """Shared by the Cyton and BITalino decoders: text replies found between
+    frames, and the count of bytes skipped and bad frames while resynchronising.
+
+    Expects ``self._text`` (a :class:`TextCollector`), ``self._base`` (stream
+    offset of the buffer's first byte), ``self.stats`` (DecoderStats),
+    ``self._run_skipped`` and ``self._seen_good``.
+    """
+
+    def _push_text(self, buf: bytearray, start: int, end: int, out: list) -> None:
+        from crampwatch.firmware_bridge.protocols.base import Packet
+        replies, garbage = self._text.push(buf[start:end], self._base + start)
+        self._skip(garbage)
+        for off, text in replies:
+            self._good()
+            out.append(Packet("reply", 0, 1, offset=off, meta={"text": text}))
+
+    def _skip(self, n: int) -> None:
+        if n:
+            self.stats.bytes_skipped += n
+            self._run_skipped += n
+
+    def _good(self) -> None:
+        # garbage before the first good frame is the tail of a frame sent before
+        # we joined the stream: skipped, but not a bad frame
+        if self._run_skipped and self._seen_good:
+            self.stats.frames_bad += 1
+        self._run_skipped = 0
+        self._seen_good = True

@@ -69,7 +69,7 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from crampwatch.firmware_bridge.protocols._text import TextCollector
+from crampwatch.firmware_bridge.protocols._text import ResyncAccounting, TextCollector
 from crampwatch.firmware_bridge.protocols.base import BoardSpec, Command, DecoderStats, Packet
 
 from crampwatch.errors import FrameError
@@ -285,7 +285,7 @@ def decode_frame(raw: bytes, n_channels: int) -> dict:
     return {"seq": raw[-1] >> 4, "adc": adc[0].tolist(), "digital": tuple(dig[0].tolist())}
 
 
-class Decoder:
+class Decoder(ResyncAccounting):
     """Stateful BITalino stream decoder: ``feed(bytes) -> list[Packet]``.
 
     Parameters
@@ -389,26 +389,6 @@ class Decoder:
         del buf[:i]
         self._base += i
         return out
-
-    def _push_text(self, buf: bytearray, start: int, end: int, out: list[Packet]) -> None:
-        replies, garbage = self._text.push(buf[start:end], self._base + start)
-        self._skip(garbage)
-        for off, text in replies:
-            self._good()
-            out.append(Packet("reply", 0, 1, offset=off, meta={"text": text}))
-
-    def _skip(self, n: int) -> None:
-        if n:
-            self.stats.bytes_skipped += n
-            self._run_skipped += n
-
-    def _good(self) -> None:
-        # garbage before the first good frame is the tail of a frame sent before
-        # we joined the stream: skipped, but not a bad frame
-        if self._run_skipped and self._seen_good:
-            self.stats.frames_bad += 1
-        self._run_skipped = 0
-        self._seen_good = True
 
     def _emit(self, pad: np.ndarray, L: int, offset: int, out: list[Packet]) -> None:
         ch = self.channels

@@ -66,7 +66,7 @@ import struct
 from collections.abc import Sequence
 
 import numpy as np
-from crampwatch.firmware_bridge.protocols._text import TextCollector
+from crampwatch.firmware_bridge.protocols._text import ResyncAccounting, TextCollector
 from crampwatch.firmware_bridge.protocols.base import BoardSpec, Command, DecoderStats, Packet
 
 from crampwatch.errors import FrameError
@@ -215,7 +215,7 @@ def decode_packet(raw: bytes, gains: Sequence[float] = (DEFAULT_GAIN,) * N_CHANN
             "aux": bytes(raw[26:32]), "acc_g": acc}
 
 
-class Decoder:
+class Decoder(ResyncAccounting):
     """Stateful Cyton stream decoder: ``feed(bytes) -> list[Packet]``.
 
     Parameters
@@ -341,26 +341,6 @@ class Decoder:
         del buf[:i]
         self._base += i
         return out
-
-    def _push_text(self, buf: bytearray, start: int, end: int, out: list[Packet]) -> None:
-        replies, garbage = self._text.push(buf[start:end], self._base + start)
-        self._skip(garbage)
-        for off, text in replies:
-            self._good()
-            out.append(Packet("reply", 0, 1, offset=off, meta={"text": text}))
-
-    def _skip(self, n: int) -> None:
-        if n:
-            self.stats.bytes_skipped += n
-            self._run_skipped += n
-
-    def _good(self) -> None:
-        # garbage before the first good frame is the tail of a frame sent before
-        # we joined the stream: skipped, but not a bad frame
-        if self._run_skipped and self._seen_good:
-            self.stats.frames_bad += 1
-        self._run_skipped = 0
-        self._seen_good = True
 
     def _emit_rows(self, rows: np.ndarray, offset: int, out: list[Packet]) -> None:
         k = rows.shape[0]
