@@ -87,6 +87,9 @@ class DetectorConfig:
     hum_max_ratio: float = _doc(
         "mains hum power / EMG power above which a window is mains-dominated (artifact)",
         default=3.0)
+    hum_min_uv: float = _doc(
+        "... and the hum is above this RMS level (uV): smaller hum is removed by the notches "
+        "and leaves the signal usable", default=100.0)
     drift_max_uv: float = _doc(
         "low-frequency swing of the raw EMG (uV, std of 50 ms means over a window) above which "
         "a window is artifact (motion, pop, lead-off)", default=500.0)

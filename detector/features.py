@@ -11,6 +11,7 @@ classifier does not depend on the amplifier's gain:
 ``rhythm``        highest local peak of the envelope's autocorrelation at lags
                   of 0.4-2.5 s over the rhythm window (walking ~ 0.5-0.9)
 ``hum_ratio``     RMS of the mains hum removed by the notches / RMS of the EMG
+``hum_uv``        RMS of the mains hum removed by the notches (uV)
 ``drift_uv``      standard deviation of the raw signal's 50 ms means (uV):
                   motion artifact, electrode pops, lead-off
 ``flat_fraction`` fraction of frames whose raw peak-to-peak is zero
@@ -24,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-FEATURE_NAMES = ("p10_uv", "median_uv", "p90_uv", "modulation", "rhythm", "hum_ratio", "drift_uv",
+FEATURE_NAMES = ("p10_uv", "hum_uv", "median_uv", "p90_uv", "modulation", "rhythm", "hum_ratio", "drift_uv",
                  "flat_fraction", "motion_g", "posture_deg")
 
 
@@ -53,6 +54,7 @@ def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
     ms_w = sliding_window_view(hist["ms_uv2"], window_n)[starts].mean(axis=1)
     hum_w = sliding_window_view(hist["hum_ms_uv2"], window_n)[starts].mean(axis=1)
     out["hum_ratio"] = np.sqrt(hum_w / np.maximum(ms_w, 1e-12))
+    out["hum_uv"] = np.sqrt(hum_w)
     out["drift_uv"] = sliding_window_view(hist["raw_mean_uv"], window_n)[starts].std(axis=1)
     out["flat_fraction"] = (sliding_window_view(hist["raw_ptp_uv"], window_n)[starts]
                             <= 1e-9).mean(axis=1)

@@ -406,7 +406,8 @@ class Pipeline:
         cfg = self.cfg
         if not valid:
             return "nodata", False, 0.0
-        artifact = (f["hum_ratio"] > cfg.hum_max_ratio or f["drift_uv"] > cfg.drift_max_uv
+        artifact = ((f["hum_ratio"] > cfg.hum_max_ratio and f["hum_uv"] > cfg.hum_min_uv)
+                    or f["drift_uv"] > cfg.drift_max_uv
                     or f["flat_fraction"] > 0.5)
         motion = f["motion_g"]
         has_acc = motion == motion                       # NaN without accelerometer

@@ -912,7 +912,7 @@ def write_edf(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             writer.setSignalHeaders(headers)
-            writer.setStartdatetime(start_naive.replace(microsecond=0))
+            writer.setStartdatetime(start_naive)
             writer.setEquipment(equipment[:30])
             if recording_note:
                 writer.setRecordingAdditional(recording_note[:30])

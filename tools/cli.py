@@ -16,32 +16,30 @@ import sys
 
 from crampwatch import CrampwatchError, __version__
 
-# subcommand name -> module in crampwatch.tools
+# subcommand name -> (module in crampwatch.tools, one-line help).  Only the module
+# of the subcommand being run is imported, so every command starts quickly.
 SUBCOMMANDS = {
-    "capture": "capture",
-    "replay": "replay",
-    "simulate": "simulate",
-    "evaluate": "evaluate",
-    "tune": "tune",
-    "review": "review",
-    "label": "label",
-    "export": "export",
-    "config": "config_cmd",
-    "scan": "scan",
-    "board-sim": "board_sim",
+    "capture": ("capture", "record a night, detect cramps live and log them (the overnight daemon)"),
+    "replay": ("replay", "replay recordings (EDF/EDF+/BDF or crampwatch captures) through the detector"),
+    "simulate": ("simulate", "write a synthetic night (EDF+ with EMG and accelerometer) and its labels"),
+    "evaluate": ("evaluate", "score the detector against labelled recordings (precision, recall, ...)"),
+    "tune": ("tune", "try detector settings on labelled recordings and keep the best"),
+    "review": ("review", "summarise a night from the episode log (terminal, --json or --html report)"),
+    "label": ("label", "record your verdict on an episode (--confirmed or --false)"),
+    "export": ("export", "export a recording as EDF+ (episodes as annotations) or CSV"),
+    "config": ("config_cmd", "show the effective configuration (every key, its value, its meaning)"),
+    "scan": ("scan", "list serial ports and nearby BLE boards advertising the Nordic UART Service"),
+    "board-sim": ("board_sim", "run a simulated board (Cyton, BITalino, open frame) on a pty or TCP"),
 }
 
 
 def _load(name: str):
-    try:
-        return importlib.import_module(f"crampwatch.tools.{SUBCOMMANDS[name]}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"crampwatch.tools.{SUBCOMMANDS[name]}":
-            return None
-        raise
+    return importlib.import_module(f"crampwatch.tools.{SUBCOMMANDS[name][0]}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; the arguments of ``command`` (or of every subcommand when
+    None) are loaded from its module."""
     parser = argparse.ArgumentParser(
         prog="crampwatch",
         description="Watch calf EMG all night and report nocturnal leg cramps.")
@@ -49,18 +47,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        mod = _load(name)
-        if mod is None:
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        if command is not None and name != command:
+            sub.add_parser(name, help=help_text, add_help=False)
             continue
-        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod = _load(name)
+        p = sub.add_parser(name, help=help_text, description=getattr(mod, "DESCRIPTION", help_text))
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    for tok in argv:
+        if not tok.startswith("-"):
+            return tok if tok in SUBCOMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    parser = build_parser(command if command is not None else "")
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="crampwatch: %(levelname)s: %(message)s")

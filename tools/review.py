@@ -1,0 +1,495 @@
+"""``crampwatch review``: the morning summary of one night from the episode log.
+
+What the user opens every morning.  Reads the episode log (SQLite, written by
+``crampwatch capture`` live or ``crampwatch replay --db``) and prints, for one
+night: the recording span, the time with good signal and the gaps, the number
+of cramps with their total and longest duration, and a table of the episodes
+(local time, 80 columns, colour only on a terminal and never with
+``NO_COLOR``).  ``--json`` prints the night's episodes one JSON object a line
+instead (the fields of ``crampwatch replay --episodes``, ``onset_s`` counted
+from the start of the night's first recording); ``--html OUT.html`` also
+writes a self-contained report with plots (:mod:`crampwatch.tools.report_html`).
+
+An episode the user marked false (``crampwatch label ID --false``) is listed
+but not counted as a cramp.  A log without any night is not an error (a
+message, exit status 0, no JSON lines); a missing log file or an unknown night
+is (exit status 2).
+
+Examples
+--------
+>>> from crampwatch.tools.review import format_duration
+>>> format_duration(21.25), format_duration(185.0), format_duration(4000.0)
+('21.2 s', '3 min 05 s', '1 h 07 min')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from crampwatch.errors import ConfigError, InputFileError
+from crampwatch.tools.episode_log import EpisodeLog, parse_utc
+
+__all__ = [
+    "NightSummary",
+    "episode_json",
+    "format_duration",
+    "format_summary",
+    "open_log",
+    "resolve_night",
+    "summarize_night",
+    "use_color",
+    "utc_offset_label",
+]
+
+HELP = "summarise a night from the episode log (terminal, --json or --html report)"
+DESCRIPTION = """Summarise one night of the episode log: recording span, time with good signal
+and the gaps, number of cramps, total and longest cramp time, and a table of the episodes in
+local time. --json prints the episodes as JSON Lines for scripts; --html OUT.html writes a
+self-contained report (timeline of the night, a close-up of every episode, trends over the
+last 30 nights). Episodes marked false with 'crampwatch label' are listed but not counted."""
+
+MAX_GAPS_LISTED = 6
+# holes between two recordings of a night shorter than this are not gaps
+RECORDING_HOLE_MIN_S = 1.0
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--night", default="last", metavar="last|YYYY-MM-DD",
+                   help="the night to review, named by the date of its evening "
+                        "(default: last, the most recent night in the log)")
+    p.add_argument("--db", metavar="FILE",
+                   help="episode log (default: the data directory's episodes.sqlite; "
+                        "CRAMPWATCH_HOME overrides the data directory)")
+    p.add_argument("--json", action="store_true",
+                   help="print the night's episodes as JSON Lines (one object a line) instead "
+                        "of the summary")
+    p.add_argument("--html", metavar="OUT.html",
+                   help="also write a self-contained HTML report (no network needed to view)")
+    p.add_argument("--nights", type=int, default=1, metavar="N",
+                   help="with --html: include the N nights up to the selected one, each with "
+                        "its timeline and close-ups (default 1)")
+    p.add_argument("--trend-nights", type=int, default=30, metavar="N",
+                   help="with --html: length of the trends, in nights (default 30)")
+    p.add_argument("--list", action="store_true",
+                   help="list every night in the log (date, hours recorded, cramps) and exit")
+
+
+# --------------------------------------------------------------------------- data
+
+@dataclass
+class NightSummary:
+    """What the morning review says about one night (times are UTC datetimes).
+
+    Attributes
+    ----------
+    night : dict
+        The ``nights`` row (``night_id``, ``night_date``, ``tz_offset_s``).
+    recordings : list of dict
+        Its ``recordings`` rows, first first.
+    start_utc, end_utc : datetime or None
+        First sample of the first recording, last sample of the last (None: no
+        recording).
+    recorded_s : float
+        Sum of the recordings' lengths.
+    good_s, artifact_s, nodata_s : float or None
+        From the per-minute summaries (None: the night has none).
+    gaps : list of dict
+        ``start_utc`` (datetime), ``duration_s``, ``cause``: gaps in the EMG
+        stream and holes between recordings, in time order.
+    episodes : list of dict
+        Its ``episodes`` rows in onset order, each with ``t_onset_s`` and
+        ``t_offset_s`` added (seconds from ``start_utc``; ``t_offset_s`` None
+        while open) and ``path`` (the recording file).
+    cramps : list of dict
+        The episodes not marked false by the user.
+    """
+
+    night: dict
+    recordings: list = field(default_factory=list)
+    start_utc: datetime | None = None
+    end_utc: datetime | None = None
+    recorded_s: float = 0.0
+    good_s: float | None = None
+    artifact_s: float | None = None
+    nodata_s: float | None = None
+    gaps: list = field(default_factory=list)
+    episodes: list = field(default_factory=list)
+    cramps: list = field(default_factory=list)
+
+    @property
+    def span_s(self) -> float:
+        if self.start_utc is None or self.end_utc is None:
+            return 0.0
+        return (self.end_utc - self.start_utc).total_seconds()
+
+    @property
+    def total_cramp_s(self) -> float:
+        return sum(ep_duration_s(e) or 0.0 for e in self.cramps)
+
+    @property
+    def longest(self) -> dict | None:
+        timed = [e for e in self.cramps if ep_duration_s(e) is not None]
+        return max(timed, key=ep_duration_s) if timed else None
+
+
+def ep_duration_s(ep: dict) -> float | None:
+    """Duration of an episode row (None while it is open)."""
+    if ep.get("offset_s") is None:
+        return None
+    return float(ep["offset_s"]) - float(ep["onset_s"])
+
+
+def open_log(db_path: str | None) -> EpisodeLog:
+    """Open an existing episode log (never creates one).
+
+    Raises
+    ------
+    InputFileError
+        The file does not exist or is not an episode log.
+
+    Examples
+    --------
+    >>> open_log("/nonexistent/episodes.sqlite")
+    Traceback (most recent call last):
+    ...
+    crampwatch.errors.InputFileError: no episode log at /nonexistent/episodes.sqlite: record a night with 'crampwatch capture', or load a recording with 'crampwatch replay FILE --db /nonexistent/episodes.sqlite'
+    """
+    if db_path is None:
+        from crampwatch.tools.paths import db_path as default_db
+        db_path = default_db()
+    if not os.path.exists(db_path):
+        raise InputFileError(
+            f"no episode log at {db_path}: record a night with 'crampwatch capture', or load a "
+            f"recording with 'crampwatch replay FILE --db {db_path}'", path=db_path)
+    if os.path.isdir(db_path):
+        raise InputFileError(f"{db_path}: is a directory, not an episode log", path=db_path)
+    try:
+        log = EpisodeLog(db_path)
+        log.db.execute("SELECT count(*) FROM episodes").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise InputFileError(f"{db_path}: not a crampwatch episode log ({exc})",
+                             path=db_path) from exc
+    return log
+
+
+def resolve_night(log: EpisodeLog, spec: str | None) -> dict | None:
+    """The ``nights`` row named by ``spec`` (``"last"`` or ``YYYY-MM-DD``).
+
+    Returns None for ``"last"`` in a log without nights.
+
+    Raises
+    ------
+    ConfigError
+        ``spec`` is neither ``last`` nor a date.
+    InputFileError
+        No night of that date in the log (the message gives the range it holds).
+    """
+    spec = (spec or "last").strip()
+    if spec == "last":
+        row = log.db.execute("SELECT * FROM nights ORDER BY night_date DESC LIMIT 1").fetchone()
+        return dict(row) if row else None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", spec):
+        raise ConfigError(f"--night {spec!r}: give 'last' or a date YYYY-MM-DD (the evening "
+                          f"the night began)", key="night")
+    try:
+        date.fromisoformat(spec)
+    except ValueError:
+        raise ConfigError(f"--night {spec!r} is not a valid date", key="night") from None
+    night = log.night_by_date(spec)
+    if night is None:
+        first, last, n = log.db.execute(
+            "SELECT min(night_date), max(night_date), count(*) FROM nights").fetchone()
+        held = (f"it holds {n} night{'s' if n != 1 else ''}, {first} to {last}" if n
+                else "it holds no night yet")
+        raise InputFileError(f"no night {spec} in the episode log {log.path} ({held})",
+                             path=log.path)
+    return night
+
+
+def summarize_night(log: EpisodeLog, night: dict) -> NightSummary:
+    """Gather what the review shows about ``night`` (a ``nights`` row)."""
+    nid = night["night_id"]
+    s = NightSummary(night=night, recordings=log.recordings(nid))
+    spans = []
+    for r in s.recordings:
+        t0 = parse_utc(r["started_utc"])
+        t1 = parse_utc(r["ended_utc"]) if r["ended_utc"] else t0
+        spans.append((t0, max(t0, t1), r))
+    if spans:
+        s.start_utc = min(a for a, _, _ in spans)
+        s.end_utc = max(b for _, b, _ in spans)
+        s.recorded_s = sum((b - a).total_seconds() for a, b, _ in spans)
+    q = log.db.execute(
+        "SELECT count(*), sum(good_s), sum(artifact_s), sum(nodata_s) FROM minutes m "
+        "JOIN recordings r USING (recording_id) WHERE r.night_id=?", (nid,)).fetchone()
+    if q[0]:
+        s.good_s, s.artifact_s, s.nodata_s = (float(q[1] or 0), float(q[2] or 0),
+                                              float(q[3] or 0))
+    for g in log.gaps(nid):
+        if g["stream"] not in (None, "emg") or g["start_utc"] is None:
+            continue
+        s.gaps.append({"start_utc": parse_utc(g["start_utc"]),
+                       "duration_s": float(g["duration_s"] or 0.0), "cause": g["cause"]})
+    # holes between recordings (a capture restarted, the board unplugged...)
+    ordered = sorted(spans, key=lambda x: x[0])
+    reach = None
+    for a, b, _ in ordered:
+        if reach is not None and (a - reach).total_seconds() >= RECORDING_HOLE_MIN_S:
+            s.gaps.append({"start_utc": reach, "duration_s": (a - reach).total_seconds(),
+                           "cause": "between recordings"})
+        reach = b if reach is None else max(reach, b)
+    s.gaps.sort(key=lambda g: g["start_utc"])
+    by_id = {r["recording_id"]: (a, r) for a, _, r in spans}
+    for ep in log.episodes(nid):
+        ep = dict(ep)
+        rec = by_id.get(ep["recording_id"])
+        if rec is not None and s.start_utc is not None:
+            base = (rec[0] - s.start_utc).total_seconds()
+            ep["t_onset_s"] = base + float(ep["onset_s"])
+            ep["t_offset_s"] = None if ep["offset_s"] is None else base + float(ep["offset_s"])
+            ep["path"] = rec[1]["path"]
+        else:   # no recording row: fall back on the UTC times
+            ref = s.start_utc or parse_utc(ep["onset_utc"])
+            ep["t_onset_s"] = (parse_utc(ep["onset_utc"]) - ref).total_seconds()
+            ep["t_offset_s"] = (None if ep["offset_utc"] is None
+                                else (parse_utc(ep["offset_utc"]) - ref).total_seconds())
+            ep["path"] = None
+        s.episodes.append(ep)
+    s.episodes.sort(key=lambda e: (e["onset_utc"], e["episode_id"]))
+    s.cramps = [e for e in s.episodes if e["verdict"] != "false"]
+    return s
+
+
+def episode_json(ep: dict, night_date: str | None = None) -> dict:
+    """The JSON Lines record of one episode row of a :class:`NightSummary`.
+
+    The fields of ``crampwatch replay --episodes`` (``episode_id`` is the
+    log's id, the one ``crampwatch label`` takes; ``onset_s``/``offset_s``
+    count from the start of the night's first recording), plus ``night``,
+    ``verdict`` and ``verdict_note``.
+    """
+    off = ep["t_offset_s"]
+    dur = ep_duration_s(ep)
+    rec = {
+        "episode_id": ep["episode_id"],
+        "onset_s": round(ep["t_onset_s"], 3),
+        "offset_s": None if off is None else round(off, 3),
+        "duration_s": None if dur is None else round(dur, 3),
+        "onset": ep["onset_utc"],
+        "offset": ep["offset_utc"],
+        "peak_rms_uv": None if ep["peak_rms_uv"] is None else round(ep["peak_rms_uv"], 2),
+        "mean_rms_uv": None if ep["mean_rms_uv"] is None else round(ep["mean_rms_uv"], 2),
+        "confidence": ep["confidence"],
+        "channel": ep["channel"],
+        "status": ep["status"],
+        "file": ep["path"],
+        "night": night_date,
+        "verdict": ep["verdict"],
+        "verdict_note": ep["verdict_note"],
+    }
+    return rec
+
+
+# --------------------------------------------------------------------------- text
+
+def use_color(stream) -> bool:
+    """ANSI colour only on a terminal, and never with ``NO_COLOR`` set or ``TERM=dumb``."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+_SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
+
+
+def _paint(text: str, style: str | None, color: bool) -> str:
+    if not color or not style:
+        return text
+    return f"\033[{_SGR[style]}m{text}\033[0m"
+
+
+def format_duration(seconds: float | None) -> str:
+    """``21.2 s``, ``3 min 05 s``, ``1 h 06 min`` (``-`` for None)."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        m, s = divmod(int(round(seconds)), 60)
+        return f"{m} min {s:02d} s"
+    h, m = divmod(int(round(seconds / 60.0)), 60)
+    return f"{h} h {m:02d} min"
+
+
+def _local(dt: datetime) -> datetime:
+    return dt.astimezone()
+
+
+def utc_offset_label(dt: datetime) -> str:
+    """The local UTC offset at ``dt``, as people read it: ``UTC+01:00``."""
+    off = _local(dt).utcoffset() or timedelta(0)
+    sign = "-" if off < timedelta(0) else "+"
+    mins = abs(int(off.total_seconds())) // 60
+    return f"UTC{sign}{mins // 60:02d}:{mins % 60:02d}"
+
+
+def _wrap(prefix: str, items: list[str], width: int = 80) -> list[str]:
+    lines, cur = [], prefix
+    indent = " " * len(prefix)
+    for i, it in enumerate(items):
+        piece = it + (", " if i < len(items) - 1 else "")
+        if len(cur) + len(piece.rstrip()) > width and cur.strip():
+            lines.append(cur.rstrip())
+            cur = indent
+        cur += piece
+    lines.append(cur.rstrip())
+    return lines
+
+
+def format_summary(s: NightSummary, db_path: str, color: bool = False) -> str:
+    """The terminal summary of a night: at most 80 columns (colour codes aside)."""
+    night = s.night
+    d = date.fromisoformat(night["night_date"])
+    ref = s.start_utc or datetime.now(timezone.utc)
+    out = [_paint(f"Night of {d:%a} {night['night_date']}", "bold", color)
+           + f"  (local time, {utc_offset_label(ref)})"]
+    out.append(f"  Log          {_short_path(os.path.abspath(db_path), 80 - 15)}")
+    if not s.recordings:
+        out.append("  Recorded     nothing (the night has no recording)")
+    else:
+        a, b = _local(s.start_utc), _local(s.end_utc)
+        end = f"{b:%H:%M}" if a.date() == b.date() else f"{b:%a %H:%M}"
+        n = len(s.recordings)
+        out.append(f"  Recorded     {a:%a %H:%M} -> {end}, {format_duration(s.recorded_s)} "
+                   f"({n} recording{'s' if n != 1 else ''})")
+    if s.good_s is None:
+        out.append("  Good signal  unknown (no per-minute summary in the log)")
+    else:
+        covered = s.good_s + s.artifact_s + s.nodata_s
+        pct = 100.0 * s.good_s / covered if covered > 0 else 0.0
+        style = None if pct >= 80 else ("yellow" if pct >= 50 else "red")
+        out.append(f"  Good signal  {_paint(format_duration(s.good_s), style, color)} "
+                   f"({pct:.0f} %); artifact {format_duration(s.artifact_s)}; "
+                   f"no data {format_duration(s.nodata_s)}")
+    if not s.gaps:
+        out.append("  Gaps         none")
+    else:
+        total = sum(g["duration_s"] for g in s.gaps)
+        items = [f"{_local(g['start_utc']):%H:%M:%S} ({format_duration(g['duration_s'])}"
+                 + (", between recordings" if g["cause"] == "between recordings" else "") + ")"
+                 for g in s.gaps[:MAX_GAPS_LISTED]]
+        if len(s.gaps) > MAX_GAPS_LISTED:
+            items.append(f"and {len(s.gaps) - MAX_GAPS_LISTED} more")
+        out += _wrap(f"  Gaps         {len(s.gaps)}, {format_duration(total)}: ", items)
+    n = len(s.cramps)
+    rejected = len(s.episodes) - n
+    line = f"  Cramps       {_paint(str(n), 'bold', color)}"
+    if n:
+        lg = s.longest
+        line += f", total {format_duration(s.total_cramp_s)}"
+        if lg is not None:
+            line += (f", longest {format_duration(ep_duration_s(lg))} "
+                     f"(#{lg['episode_id']} at {_local(parse_utc(lg['onset_utc'])):%H:%M})")
+    out.append(line)
+    if rejected:
+        out.append(f"  Marked false {rejected} (listed, not counted)")
+    if s.episodes:
+        out.append("")
+        # 80 columns with every field at its widest
+        out.append(_paint(f"  {'#':>4}  {'onset':<8}  {'offset':<8}  {'dur s':>7}  "
+                          f"{'peak uV':>7} {'mean uV':>7}  {'conf':>4}  {'status':<9}  "
+                          f"{'verdict':<9}".rstrip(), "dim", color))
+        for e in s.episodes:
+            on = _local(parse_utc(e["onset_utc"]))
+            off = f"{_local(parse_utc(e['offset_utc'])):%H:%M:%S}" if e["offset_utc"] else "-"
+            dur = _num(ep_duration_s(e), 7, 1)
+            status = e["status"]
+            st = _paint(f"{status:<9}", None if status == "closed" else "yellow", color)
+            v = e["verdict"] or "-"
+            vs = _paint(f"{v:<9}", {"false": "red", "confirmed": "green"}.get(v), color)
+            out.append(f"  {e['episode_id']:>4}  {on:%H:%M:%S}  {off:<8}  {dur}  "
+                       f"{_num(e['peak_rms_uv'], 7, 1)} {_num(e['mean_rms_uv'], 7, 1)}  "
+                       f"{_num(e['confidence'], 4, 2)}  {st}  {vs}".rstrip())
+        notes = [e for e in s.episodes if e["verdict_note"]]
+        for e in notes:
+            prefix = f"  note #{e['episode_id']}: "
+            lines = textwrap.wrap(_clip(e["verdict_note"], 300), 80 - len(prefix)) or [""]
+            out += [prefix + lines[0]] + [" " * len(prefix) + ln for ln in lines[1:]]
+    return "\n".join(out)
+
+
+def _num(x, width: int, decimals: int) -> str:
+    if x is None:
+        return f"{'-':>{width}}"
+    text = f"{x:.{decimals}f}"
+    if len(text) > width:
+        text = f"{x:.0f}"
+    return f"{text:>{width}}"
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _short_path(path: str, n: int) -> str:
+    return path if len(path) <= n else "..." + path[-(n - 3):]
+
+
+def format_night_list(log: EpisodeLog) -> str:
+    """One line per night: date, hours recorded, cramps (not marked false), rejected."""
+    rows = log.db.execute(
+        "SELECT n.night_date, "
+        "  (SELECT sum((julianday(coalesce(r.ended_utc, r.started_utc)) - "
+        "              julianday(r.started_utc)) * 86400.0) "
+        "   FROM recordings r WHERE r.night_id = n.night_id), "
+        "  (SELECT count(*) FROM episodes e WHERE e.night_id = n.night_id "
+        "   AND (e.verdict IS NULL OR e.verdict != 'false')), "
+        "  (SELECT count(*) FROM episodes e WHERE e.night_id = n.night_id "
+        "   AND e.verdict = 'false') "
+        "FROM nights n ORDER BY n.night_date").fetchall()
+    out = [f"{'night':<10}  {'recorded':>10}  {'cramps':>6}  {'false':>5}"]
+    for d, secs, n, f in rows:
+        out.append(f"{d:<10}  {format_duration(secs or 0.0):>10}  {n:>6}  {f:>5}")
+    out.append(f"{len(rows)} night{'s' if len(rows) != 1 else ''} in "
+               f"{os.path.abspath(log.path)}")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- command
+
+def run(args) -> int:
+    if args.nights < 1 or args.trend_nights < 1:
+        raise ConfigError("--nights and --trend-nights must be at least 1")
+    with open_log(args.db) as log:
+        if args.list:
+            print(format_night_list(log))
+            return 0
+        night = resolve_night(log, args.night)
+        if night is None:
+            msg = (f"no nights in the episode log {log.path} yet: record one with "
+                   f"'crampwatch capture' or load a recording with "
+                   f"'crampwatch replay FILE --db {log.path}'")
+            print(msg, file=sys.stderr if args.json else sys.stdout)
+        else:
+            summary = summarize_night(log, night)
+            if args.json:
+                for ep in summary.episodes:
+                    sys.stdout.write(json.dumps(episode_json(ep, night["night_date"])) + "\n")
+            else:
+                print(format_summary(summary, log.path, use_color(sys.stdout)))
+        if args.html:
+            from crampwatch.tools.report_html import write_report
+            info = write_report(log, args.html, night=night, n_nights=args.nights,
+                                trend_nights=args.trend_nights)
+            print(info.describe(), file=sys.stderr if args.json else sys.stdout)
+    return 0
