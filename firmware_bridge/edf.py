@@ -603,7 +603,7 @@ class EdfRecording:
 
     def _physical(self, recs, sig, factor):
         gain, offset = sig.gain_offset()
-        return ((self._digital(recs, sig) * gain + offset) * factor).astype(np.float32)
+        return (self._digital(recs, sig) * gain + offset) * factor     # float64: what the filters use
 
     # ------------------------------------------------------------ public
 
@@ -675,7 +675,7 @@ class EdfRecording:
             yield "acc", self.acc, self._acc_sigs[0].spr
 
     def read_emg(self, start_index: int = 0, n: int | None = None) -> np.ndarray:
-        """EMG samples (uV, float32, shape (n,)) by index; for short excerpts and tests.
+        """EMG samples (uV, float64, shape (n,)) by index; for short excerpts and tests.
 
         Gaps of EDF+D files are not accounted for here (indices count stored samples).
         """
@@ -684,7 +684,7 @@ class EdfRecording:
         )[:, 0]
 
     def read_acc(self, start_index: int = 0, n: int | None = None) -> np.ndarray:
-        """Accelerometer samples (g, float32, shape (n, 3)) by index."""
+        """Accelerometer samples (g, float64, shape (n, 3)) by index."""
         if self.acc is None:
             raise ChannelNotFoundError(
                 f"{self.path}: no accelerometer channels", path=self.path, available=self.labels
