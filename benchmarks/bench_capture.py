@@ -1,0 +1,234 @@
+"""Capture daemon benchmark: an 8 h simulated night streamed through ``crampwatch capture``.
+
+Runs the real command (a subprocess, ``CRAMPWATCH_HOME`` in a temporary
+directory) on a night paced at ``--speed`` times real time and prints:
+
+- CPU seconds per hour of signal of the daemon process, as a share of one
+  core at real time (aim: under 2 % at 1 kHz), and the ratio to a plain
+  replay of the same recording (the pipeline alone, in 300 s blocks) measured
+  in the same run.  ``--via pty`` (default): ``crampwatch board-sim`` (open
+  frame protocol, its own process) on a pty, read as ``serial://``, so the
+  daemon's CPU includes decoding the wire as with a real board.  ``--via sim``:
+  ``sim://`` in blocks of 0.1 s; its rendering runs in the daemon's process and
+  is measured alone in the same run (draining the same source) and subtracted;
+- peak RSS, sampled every second, at each quarter of the night, and its slope
+  (aim: flat, under 150 MB);
+- per cramp: the labelled onset, the logged onset, when the minimum-duration
+  rule was met (confirmation), the signal that had to arrive beyond that
+  point before the row was written and the processing time, i.e. the latency
+  from the rule being met to the row in SQLite (aim: within 2 s);
+- with ``--realtime`` (default), a short real-time capture (speed 1) that
+  measures that latency on the wall clock directly, for the first cramp of a
+  9 min night (about 70 s).
+
+Run by hand (not in CI)::
+
+    python benchmarks/bench_capture.py [--hours 8] [--speed 100] [--seed 0] [--via pty|sim]
+                                       [--no-realtime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+
+import numpy as np
+import psutil
+
+_DRAIN = """
+import sys, time
+from crampwatch.firmware_bridge.sources import open_source
+c = time.process_time()
+n = 0
+with open_source(sys.argv[1]) as src:
+    for item in src.iter():
+        n += getattr(item, "n_samples", 0) if getattr(item, "stream", None) == "emg" else 0
+print(time.process_time() - c, n)
+"""
+
+_REPLAY = """
+import sys, time
+from crampwatch.detector import DetectorConfig
+from crampwatch.tools._run import run_recording
+c = time.process_time()
+res = run_recording(sys.argv[1], DetectorConfig(), progress=False)
+print(time.process_time() - c, len(res.episodes))
+"""
+
+
+def run_capture(url: str, home: str, extra=()) -> dict:
+    """Run ``crampwatch capture`` on ``url``; sample its CPU and RSS every second."""
+    env = {**os.environ, "CRAMPWATCH_HOME": home}
+    err_path = os.path.join(home, "capture.stderr")
+    os.makedirs(home, exist_ok=True)
+    with open(err_path, "w") as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "crampwatch.tools.cli", "capture",
+                                 "--source", url, "--set", "log_interval_s=60", *extra],
+                                env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        ps = psutil.Process(proc.pid)
+        samples = []          # (wall s, cpu s, rss bytes)
+        while proc.poll() is None:
+            try:
+                ct = ps.cpu_times()
+                samples.append((time.monotonic() - t0, ct.user + ct.system,
+                                ps.memory_info().rss))
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(1.0)
+        out = proc.communicate()[0]
+        wall = time.monotonic() - t0
+    with open(err_path) as fh:
+        stderr = fh.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"capture failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return {"samples": samples, "wall_s": wall, "stdout": out, "stderr": stderr}
+
+
+def episodes(home: str) -> tuple[list[dict], str]:
+    con = sqlite3.connect(os.path.join(home, "episodes.sqlite"))
+    con.row_factory = sqlite3.Row
+    eps = [dict(r) for r in con.execute("SELECT * FROM episodes ORDER BY onset_s")]
+    rec = dict(con.execute("SELECT * FROM recordings").fetchone())
+    con.close()
+    return eps, rec
+
+
+def onset_lines(stderr: str) -> dict:
+    """onset_s -> {confirmed_s, latency_signal_s, latency_wall_s} from the daemon's log."""
+    out = {}
+    for m in re.finditer(r"onset_s=([\d.]+) confirmed_s=([\d.]+) latency_signal_s=([-\d.]+) "
+                         r"latency_wall_s=([-\d.]+)", stderr):
+        out[round(float(m.group(1)), 3)] = {"confirmed_s": float(m.group(2)),
+                                            "latency_signal_s": float(m.group(3)),
+                                            "latency_wall_s": float(m.group(4))}
+    return out
+
+
+def child(code: str, *args: str) -> list[float]:
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         check=True)
+    return [float(x) for x in res.stdout.split()]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hours", type=float, default=8.0)
+    ap.add_argument("--speed", type=float, default=100.0,
+                    help="times real time (default 100: 8 h in under 5 min)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--via", choices=["pty", "sim"], default="pty",
+                    help="board-sim on a pty (default) or the in-process sim:// source")
+    ap.add_argument("--no-realtime", dest="realtime", action="store_false",
+                    help="skip the ~70 s real-time latency check")
+    args = ap.parse_args()
+    from crampwatch.firmware_bridge.synth import NightSpec, SyntheticNight
+
+    labels = [lab for lab in SyntheticNight(NightSpec(hours=args.hours, seed=args.seed)).labels
+              if lab.kind == "cramp"]
+    signal_h = args.hours
+    sim = None
+    if args.via == "sim":
+        url = f"sim://?seed={args.seed}&hours={args.hours:g}&speed={args.speed:g}&block_s=0.1"
+    else:
+        sim = subprocess.Popen([sys.executable, "-m", "crampwatch.tools.board_sim", "--protocol",
+                                "open", "--pty", "--speed", f"{args.speed:g}", "--hours",
+                                f"{args.hours:g}", "--seed", str(args.seed)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        url = f"serial://{sim.stdout.readline().strip()}?board=open"
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
+            home = os.path.join(tmp, "home")
+            print(f"capture of {url} at {args.speed:g}x ...", flush=True)
+            run = run_capture(url, home, ("--duration", f"{args.hours * 3600:g}"))
+            eps, rec = episodes(home)
+            src_cpu = 0.0
+            if sim is None:
+                src_cpu = child(_DRAIN, url.replace(f"speed={args.speed:g}", "speed=max"))[0]
+            replay_cpu, n_replay = child(_REPLAY, rec["path"])
+            rec_mb = os.path.getsize(rec["path"]) / 1e6
+            gaps = rec["gap_samples"]
+    finally:
+        if sim is not None:
+            sim.terminate()
+            sim.wait()
+
+    s = np.array(run["samples"])
+    cpu_total = s[-1, 1]
+    net = cpu_total - src_cpu
+    print(f"\n{signal_h:g} h of 1 kHz EMG + 100 Hz accelerometer ({args.via}) at {args.speed:g}x "
+          f"real time: {run['wall_s']:.0f} s wall, recording {rec_mb:.0f} MB, {gaps} samples "
+          f"missing, {len(eps)} episodes (replay of the recording: {n_replay:.0f})")
+    print("CPU (user+sys) per hour of signal:")
+    print(f"  daemon process       {cpu_total / signal_h:7.1f} s/h")
+    if sim is None:
+        print(f"  simulated board only {src_cpu / signal_h:7.1f} s/h (rendering the signal; "
+              "measured by draining the same source)")
+    print(f"  daemon net           {net / signal_h:7.1f} s/h = {100 * net / signal_h / 3600:.2f} % "
+          "of one core at real time (aim < 2 %)")
+    print(f"  replay of the recording (pipeline only) {replay_cpu / signal_h:.1f} s/h: daemon net "
+          f"/ replay = {net / max(replay_cpu, 1e-9):.2f}")
+    rss = s[:, 2] / 2**20
+    n = len(rss)
+    quarters = [rss[min(n - 1, int(q * (n - 1)))] for q in (0.25, 0.5, 0.75, 1.0)]
+    t_sig_h = s[:, 0] / s[-1, 0] * signal_h
+    late = t_sig_h > 0.1 * signal_h
+    slope = np.polyfit(t_sig_h[late], rss[late], 1)[0] if late.sum() > 2 else float("nan")
+    print(f"RSS: peak {rss.max():.0f} MB (aim < 150); at 1/4, 1/2, 3/4, end of the night: "
+          + ", ".join(f"{q:.0f}" for q in quarters)
+          + f" MB; slope after the first 10 %: {slope:+.2f} MB per hour of signal")
+    logged = onset_lines(run["stderr"])
+    print("cramps (s of signal): labelled onset -> logged onset; rule met (confirmed) after; "
+          "then signal waited + processing until the row was written")
+    for lab in labels:
+        e = min(eps, key=lambda e: abs(e["onset_s"] - lab.onset_s), default=None)
+        if e is None or abs(e["onset_s"] - lab.onset_s) > 5:
+            print(f"  {lab.onset_s:9.1f} -> not detected")
+            continue
+        info = logged.get(round(e["onset_s"], 3), {})
+        conf = info.get("confirmed_s", float("nan"))
+        print(f"  {lab.onset_s:9.1f} -> {e['onset_s']:9.2f} ({e['onset_s'] - lab.onset_s:+.2f} s); "
+              f"rule met {conf - e['onset_s']:.1f} s after onset; row after "
+              f"{info.get('latency_signal_s', float('nan')):.2f} s of signal + "
+              f"{1000 * info.get('latency_wall_s', float('nan')):.1f} ms processing")
+    extra = [e for e in eps if all(abs(e["onset_s"] - lab.onset_s) > 5 for lab in labels)]
+    if extra:
+        print(f"  other episodes (not labelled cramps): "
+              + ", ".join(f"{e['onset_s']:.0f} s" for e in extra))
+
+    if args.realtime:
+        print("\nreal-time check (speed 1, seed 2, first cramp at 54 s; about 75 s) ...",
+              flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-capture-rt-") as tmp:
+            home = os.path.join(tmp, "home")
+            rt = run_capture("sim://?seed=2&hours=0.15&speed=1", home, ("--duration", "75"))
+            eps, rec = episodes(home)
+        logged = onset_lines(rt["stderr"])
+        start = datetime.fromisoformat(rec["started_utc"])
+        for e in eps:
+            info = logged.get(round(e["onset_s"], 3))
+            if not info:
+                continue
+            rule_met = start.timestamp() + info["confirmed_s"]
+            created = datetime.fromisoformat(e["created_utc"]).timestamp()
+            print(f"  episode at {e['onset_s']:.2f} s: rule met at {info['confirmed_s']:.1f} s; "
+                  f"row in SQLite {created - rule_met:.2f} s later on the wall clock "
+                  f"(aim < 2 s); daemon CPU {rt['samples'][-1][1] / 75 * 100:.2f} % of a core "
+                  "including the simulated board")
+    print(json.dumps({"cpu_s_per_signal_h": cpu_total / signal_h,
+                      "net_cpu_s_per_signal_h": net / signal_h,
+                      "net_core_share_at_real_time": net / signal_h / 3600,
+                      "rss_peak_mb": float(rss.max()), "rss_slope_mb_per_h": float(slope)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
