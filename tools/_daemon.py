@@ -26,11 +26,13 @@ the whole file.
 
 Examples
 --------
->>> from crampwatch.tools._daemon import CaptureDaemon                 # doctest: +SKIP
->>> from crampwatch.tools.capture_config import load_config
->>> cfg = load_config(None, ["source=sim://?seed=2&hours=0.1&speed=max"])
->>> summary = CaptureDaemon(cfg.capture, cfg.detector).run()
->>> print(summary.text())
+A 6 min simulated night as fast as possible (writes under ``$CRAMPWATCH_HOME``)::
+
+    from crampwatch.tools._daemon import CaptureDaemon
+    from crampwatch.tools.capture_config import load_config
+    cfg = load_config(None, ["source=sim://?seed=2&hours=0.1&speed=max"])
+    summary = CaptureDaemon(cfg.capture, cfg.detector).run()
+    print(summary.text())
 """
 
 from __future__ import annotations
@@ -58,10 +60,11 @@ from crampwatch.detector import DetectorConfig, EpisodeEnded, EpisodeStarted, Pi
 from crampwatch.detector.pipeline import LABELS
 from crampwatch.errors import ConfigError, CrampwatchError, InputFileError
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent, StreamInfo
+from crampwatch.models import load_model
 from crampwatch.tools.capture_config import CaptureConfig, parse_clock
 from crampwatch.tools.episode_log import EpisodeLog, minute_rows, night_date
 
-__all__ = ["CaptureDaemon", "NightSummary", "sd_notify", "HookRunner", "recording_name"]
+__all__ = ["CaptureDaemon", "HookRunner", "NightSummary", "recording_name", "sd_notify"]
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +248,7 @@ def _drain_trace(pipe: Pipeline) -> list:
     drain = getattr(pipe, "drain_trace", None)
     if drain is not None:
         return list(drain())
-    rows = pipe._trace               # noqa: SLF001 - see the docstring
+    rows = pipe._trace               # private: see the docstring
     out = list(rows)
     rows.clear()
     return out
@@ -396,7 +399,7 @@ class _Recording:
     session_first: int | None = None              # file index of this session's first EMG sample
     emg_limit: int | None = None                  # --duration: stop at this file index
     src_emg0: int = 0                             # source index of the file's EMG index 0
-    rollover_at: int | None = None                # file index where the local noon falls
+    rollover_at: float = math.inf                 # host time of the next local noon
     gap_samples: int = 0
     gaps: int = 0
     episodes: int = 0
@@ -627,14 +630,15 @@ class CaptureDaemon:
                               samples=end_index)
 
     def _stop_at_monotonic(self) -> float | None:
-        hm = parse_clock(self.cfg.stop_at)
-        if hm is None:
+        at = stop_time(self.cfg.stop_at, datetime.now().astimezone())
+        if at is None:
             return None
         now = datetime.now().astimezone()
-        at = now.replace(hour=hm[0], minute=hm[1], second=0, microsecond=0)
         if at <= now:
-            at += timedelta(days=1)
-        log.info("capture: will stop by itself at %s", at.strftime("%Y-%m-%d %H:%M"))
+            log.warning("capture: started within %g h after stop_at %s: the night is over, "
+                        "stopping at once", STOP_AT_GRACE_H, self.cfg.stop_at)
+        else:
+            log.info("capture: will stop by itself at %s", at.strftime("%Y-%m-%d %H:%M"))
         return time.monotonic() + (at - now).total_seconds()
 
     def _lock(self) -> int:
@@ -762,7 +766,7 @@ class CaptureDaemon:
                 rec.session_first = first
                 if self.duration_s is not None:
                     rec.emg_limit = first + int(round(self.duration_s * info.fs_hz))
-            if rec.rollover_at is not None and first >= rec.rollover_at:
+            if b.host_time_s is not None and b.host_time_s >= rec.rollover_at:
                 log.info("capture: noon: the night of %s is over; a new night's recording "
                          "begins", rec.night)
                 self._close_recording(truncated=True)
@@ -895,13 +899,14 @@ class CaptureDaemon:
                          start_utc=start_utc, emg_info=emg_info, acc_info=acc_info,
                          emg_col=emg_col, acc_cols=acc_cols, writer=writer, resumed=resume,
                          ends=ends, src_emg0=b.first_index)
-        rec.rollover_at = _noon_index(start_utc, emg_info.fs_hz)
+        rec.rollover_at = _next_noon(host0)
         if resume and rec_id is not None:
             row = self.db.db.execute("SELECT gap_samples FROM recordings WHERE recording_id=?",
                                      (rec_id,)).fetchone()
             rec.gap_samples = int(row[0] or 0) if row else 0
         pipe = Pipeline(self.det, emg_fs_hz=emg_info.fs_hz,
-                        acc_fs_hz=acc_info.fs_hz if acc_cols is not None else None)
+                        acc_fs_hz=acc_info.fs_hz if acc_cols is not None else None,
+                        confidence_model=load_model())
         rec.pipe = pipe
         rec.tap = _TraceTap(pipe.step_n * pipe.frame_dt)
         if resume and any(ends.values()):
@@ -1029,7 +1034,8 @@ class CaptureDaemon:
                         "continues without it", rec.path, w.error,
                         exc_info=None if isinstance(w.error, CrampwatchError) else w.error)
             rec.pipe = Pipeline(self.det, emg_fs_hz=rec.emg_info.fs_hz,
-                                acc_fs_hz=rec.acc_info.fs_hz if rec.acc_cols else None)
+                                acc_fs_hz=rec.acc_info.fs_hz if rec.acc_cols else None,
+                                confidence_model=load_model())
             rec.tap = _TraceTap(rec.pipe.step_n * rec.pipe.frame_dt)
         else:
             log.info("capture: detector up to date (%.0f min of earlier signal replayed)",
@@ -1290,13 +1296,49 @@ class CaptureDaemon:
             log.warning("%s", message)
 
 
-def _noon_index(start_utc: datetime, fs_hz: float) -> int | None:
-    """File index at which the local clock passes noon after the start (a new night)."""
-    local = start_utc.astimezone()
+#: a capture started less than this many hours after ``stop_at`` stops at once: it is
+#: a restart after the night ended (08:01 with stop_at 08:00), not a new night
+STOP_AT_GRACE_H = 4.0
+
+
+def stop_time(stop_at: str, now: datetime) -> datetime | None:
+    """When a capture started at ``now`` (local, aware) ends for ``stop_at`` ("HH:MM").
+
+    The next HH:MM after ``now``; but if the previous one was less than
+    :data:`STOP_AT_GRACE_H` ago, that one (already past: stop at once).  None
+    without ``stop_at``.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> t = lambda h, m: datetime(2026, 3, 5, h, m, tzinfo=timezone.utc)
+    >>> stop_time("08:00", t(22, 30)).isoformat()
+    '2026-03-06T08:00:00+00:00'
+    >>> stop_time("08:00", t(8, 1)).isoformat()       # a restart after the night
+    '2026-03-05T08:00:00+00:00'
+    >>> stop_time("08:00", t(12, 30)).isoformat()
+    '2026-03-06T08:00:00+00:00'
+    """
+    hm = parse_clock(stop_at)
+    if hm is None:
+        return None
+    at = now.replace(hour=hm[0], minute=hm[1], second=0, microsecond=0)
+    if at <= now:
+        at += timedelta(days=1)
+    previous = at - timedelta(days=1)
+    if (now - previous).total_seconds() < STOP_AT_GRACE_H * 3600:
+        return previous
+    return at
+
+
+def _next_noon(host_s: float) -> float:
+    """Host time (POSIX s) of the first local noon after ``host_s``: a new night
+    begins there (the same rule as :func:`~crampwatch.tools.episode_log.night_date`)."""
+    local = _utc(host_s).astimezone()
     noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
     if noon <= local:
         noon += timedelta(days=1)
-    return int(math.ceil((noon - local).total_seconds() * fs_hz))
+    return noon.timestamp()
 
 
 def _isatty(stream) -> bool:

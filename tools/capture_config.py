@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from crampwatch.detector.config import DetectorConfig
 from crampwatch.errors import ConfigError
 
-__all__ = ["CaptureConfig", "load_config", "default_config_path", "LoadedConfig"]
+__all__ = ["CaptureConfig", "LoadedConfig", "default_config_path", "load_config"]
 
 CONFIG_ENV = "CRAMPWATCH_CONFIG"
 CONFIG_NAME = "crampwatch.toml"
@@ -85,7 +85,8 @@ class CaptureConfig:
         "without a status line: a progress line in the log (journal) this often (s; 0 = none)",
         default=300.0)
     stop_at: str = _doc(
-        "local clock time HH:MM at which the capture ends by itself, as on SIGTERM "
+        "local clock time HH:MM at which the capture ends by itself, as on SIGTERM; started "
+        "less than 4 h after it (a restart once the night is over) it ends at once "
         "('' = run until stopped)", default="")
     hook: str = _doc(
         "command run at each episode's onset, e.g. to vibrate or play a sound ('' = off); run "
