@@ -141,7 +141,6 @@ class EpisodeAssembler:
         self.merge_gap_s = float(merge_gap_s)
         self.state = "idle"
         self._run: _Run | None = None
-        self._offset_s: float | None = None
         self._next_id = 1
         self._current: Episode | None = None
 

@@ -106,19 +106,3 @@ def score(episodes: list[tuple[float, float]], labels: list[tuple[str, float, fl
         "false_positive_list": false_positives,
         "missed_list": missed,
     }
-
-
-def combine(results: list[dict]) -> dict:
-    """Pool per-recording episodes/labels: call :func:`score` on the
-    concatenation instead where possible; this sums counts for a summary."""
-    tp = sum(r["true_positives"] for r in results)
-    fp = sum(r["false_positives"] for r in results)
-    fn = sum(r["false_negatives"] for r in results)
-    hours = sum(r["hours"] for r in results)
-    p = tp / (tp + fp) if tp + fp else 1.0
-    rc = tp / (tp + fn) if tp + fn else 1.0
-    return {"true_positives": tp, "false_positives": fp, "false_negatives": fn,
-            "precision": round(p, 4), "recall": round(rc, 4),
-            "f1": round(2 * p * rc / (p + rc), 4) if p + rc else 0.0,
-            "hours": round(hours, 3),
-            "false_positives_per_hour": round(fp / hours, 4) if hours else float("nan")}

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-FEATURE_NAMES = ("p10_uv", "hum_uv", "median_uv", "p90_uv", "modulation", "rhythm", "hum_ratio", "drift_uv",
-                 "flat_fraction", "motion_g", "posture_deg")
+FEATURE_NAMES = ("p10_uv", "hum_uv", "median_uv", "p90_uv", "modulation", "rhythm", "hum_ratio",
+                 "drift_uv", "flat_fraction", "motion_g", "posture_deg")
 
 
 def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
