@@ -32,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from crampwatch.detector.config import DetectorConfig
-from crampwatch.detector.episodes import EpisodeAssembler, EpisodeEnded, EpisodeStarted, StepDecision
+from crampwatch.detector.episodes import EpisodeAssembler, StepDecision
 from crampwatch.detector.features import window_features
 from crampwatch.detector.filters import AccFilter, EmgFilter
 from crampwatch.detector.frames import AccFrames, EmgFrames
