@@ -19,8 +19,8 @@ import os
 
 import pytest
 from boardsim_helpers import BoardSimProcess
-from test_capture_e2e import HOURS, SEED, CaptureProcess, db_rows, night_cramps, read_emg, \
-    replay_episodes
+from test_capture_e2e import (HOURS, SEED, CaptureProcess, db_rows, night_cramps, read_emg,
+                              replay_episodes)
 
 from crampwatch.firmware_bridge.recording import open_capture
 

@@ -73,6 +73,8 @@ _PENDING_MAX = 20_000          # items kept while no recording is open yet
 #: the detector is fed in chunks of at least this much EMG (s): it decides once per
 #: step_s (1 s) anyway, and a call per tiny block costs more than the samples in it
 DETECT_BATCH_S = 0.25
+#: the main loop turns at most this often while data flow (s)
+LOOP_S = 0.1
 
 
 # --------------------------------------------------------------------------- systemd
@@ -243,8 +245,9 @@ class StatusLine:
 # --------------------------------------------------------------------------- trace
 def _drain_trace(pipe: Pipeline) -> list:
     """Take the per-step rows the pipeline accumulated and forget them there,
-    so memory stays flat all night.  (Pipeline has no public way to drain its
-    trace yet: ``Pipeline.drain_trace()`` is used when it exists.)"""
+    so memory stays flat all night: tuples in ``Pipeline.TRACE_COLUMNS`` order.
+    (Pipeline has no public way to drain its trace yet; a ``drain_trace()``
+    returning those tuples and clearing them is used when it exists.)"""
     drain = getattr(pipe, "drain_trace", None)
     if drain is not None:
         return list(drain())
@@ -273,8 +276,10 @@ class _TraceTap:
         """Columns of the rows of every complete minute (all rows if ``final``)."""
         if not self.pending:
             return None
-        def minute(row):
-            return math.floor((row[0] - self.step_s) / 60.0)
+        ti = self.columns.index("t_end_s")
+
+        def minute(row):          # the minute a step belongs to, as minute_rows() counts
+            return math.floor((row[ti] - self.step_s) / 60.0)
         if final:
             k = len(self.pending)
         else:
@@ -292,9 +297,9 @@ class _TraceTap:
         """(fraction of usable steps in the last minute, last envelope level in uV)."""
         if not self.recent:
             return None, None
-        lab = [int(r[11]) for r in self.recent]
-        good = sum(1 for v in lab if v not in _BAD_LABELS) / len(lab)
-        return good, float(self.recent[-1][1])
+        li, ri = self.columns.index("label"), self.columns.index("rms_uv")
+        good = sum(1 for r in self.recent if int(r[li]) not in _BAD_LABELS) / len(self.recent)
+        return good, float(self.recent[-1][ri])
 
 
 # --------------------------------------------------------------------------- names
@@ -429,8 +434,8 @@ class NightSummary:
         """The night's summary as people read it (local times)."""
         if self.night is None:
             return f"crampwatch capture: stopped ({self.stop_reason}) before any sample arrived"
-        out = [f"crampwatch capture: night of {self.night}, stopped ({self.stop_reason}); "
-               f"{self.session_signal_s / 3600:.2f} h of signal this session"]
+        out = [(f"crampwatch capture: night of {self.night}, stopped ({self.stop_reason}); "
+                f"{self.session_signal_s / 3600:.2f} h of signal this session")]
         for r in self.recordings:
             fs = r.get("emg_fs_hz") or 1.0
             started = datetime.fromisoformat(r["started_utc"])
@@ -578,7 +583,8 @@ class CaptureDaemon:
                 self._status.attach_logging()
             stop_mono = self._stop_at_monotonic()
             while not self.stopping:
-                items = self.src.read(timeout_s=0.1)
+                t_loop = time.monotonic()
+                items = self.src.read(timeout_s=LOOP_S)
                 for item in items:
                     self._handle(item)
                     if self.stopping:
@@ -589,6 +595,11 @@ class CaptureDaemon:
                 self._tick()
                 if stop_mono is not None and time.monotonic() >= stop_mono:
                     self.request_stop(f"stop_at {self.cfg.stop_at}")
+                # let items gather between turns: a board sends a frame every few ms,
+                # and one turn per frame would cost more than the samples in it
+                rest = LOOP_S - (time.monotonic() - t_loop)
+                if items and rest > 0 and not self.stopping:
+                    time.sleep(rest)
         finally:
             reason = end_reason or self._stop_reason or "error"
             summary = self._shutdown(reason, truncated=end_reason is None)
@@ -761,12 +772,28 @@ class CaptureDaemon:
             off = self._start_stream(rec, b)
         first = b.first_index + off
         data = b.data
+        host = b.host_time_s
+        if first < 0:           # samples from before this recording's first (a new night's)
+            data = data[-first:]
+            host = None if host is None else host - first / b.fs_hz
+            first = 0
+            if data.shape[0] == 0:
+                return
         if b.stream == "emg":
             if rec.session_first is None:
                 rec.session_first = first
                 if self.duration_s is not None:
-                    rec.emg_limit = first + int(round(self.duration_s * info.fs_hz))
-            if b.host_time_s is not None and b.host_time_s >= rec.rollover_at:
+                    rec.emg_limit = first + int(round(self.duration_s * info.fs_hz)) \
+                        - self.session_samples
+            if host is not None and host + (data.shape[0] - 1) / b.fs_hz >= rec.rollover_at:
+                # a new night begins at noon: split the block there
+                k = max(0, math.ceil((rec.rollover_at - host) * b.fs_hz - 1e-6))
+                if k > 0:
+                    self._on_block(SampleBlock("emg", b.fs_hz, b.first_index, b.data[:k],
+                                               b.host_time_s))
+                    self._on_block(SampleBlock("emg", b.fs_hz, b.first_index + k, b.data[k:],
+                                               b.host_time_s + k / b.fs_hz))
+                    return
                 log.info("capture: noon: the night of %s is over; a new night's recording "
                          "begins", rec.night)
                 self._close_recording(truncated=True)
@@ -779,7 +806,7 @@ class CaptureDaemon:
         if limit is not None and first + data.shape[0] > limit:
             data = data[:max(0, limit - first)]
         if data.shape[0]:
-            block = SampleBlock(b.stream, b.fs_hz, first, data, b.host_time_s)
+            block = SampleBlock(b.stream, b.fs_hz, first, data, host)
             try:
                 if rec.watch_drops:          # the disk is failing or slow: which blocks drop?
                     dropped = rec.writer.stats.blocks_dropped
@@ -798,7 +825,7 @@ class CaptureDaemon:
                 rec.emg_end = first + data.shape[0]
                 self.session_samples += data.shape[0]
                 if self.lsl is not None:
-                    self.lsl.push(block.data[:, rec.emg_col], first, b.host_time_s)
+                    self.lsl.push(block.data[:, rec.emg_col], first, host)
         if b.stream == "emg" and limit is not None and rec.emg_end >= limit:
             self.request_stop(f"--duration {self.duration_s:g} s of signal")
 
@@ -901,9 +928,12 @@ class CaptureDaemon:
                          ends=ends, src_emg0=b.first_index)
         rec.rollover_at = _next_noon(host0)
         if resume and rec_id is not None:
-            row = self.db.db.execute("SELECT gap_samples FROM recordings WHERE recording_id=?",
-                                     (rec_id,)).fetchone()
-            rec.gap_samples = int(row[0] or 0) if row else 0
+            try:
+                row = self.db.db.execute("SELECT gap_samples FROM recordings WHERE "
+                                         "recording_id=?", (rec_id,)).fetchone()
+                rec.gap_samples = int(row[0] or 0) if row else 0
+            except sqlite3.Error as exc:
+                self._db_error(exc)
         pipe = Pipeline(self.det, emg_fs_hz=emg_info.fs_hz,
                         acc_fs_hz=acc_info.fs_hz if acc_cols is not None else None,
                         confidence_model=load_model())
@@ -986,8 +1016,8 @@ class CaptureDaemon:
                 self._store_gap(rec, b.stream, end or 0, skip, "restart")
         elif b.stream == "emg":
             first = b.first_index - rec.src_emg0
-        else:      # the same instant as the file's EMG index 0 is index 0
-            first = max(0, b.first_index - int(round(rec.src_emg0 * fs / rec.emg_info.fs_hz)))
+        else:      # the same instant as the file's EMG index 0 is index 0 (earlier: trimmed)
+            first = b.first_index - int(round(rec.src_emg0 * fs / rec.emg_info.fs_hz))
         off = first - b.first_index
         rec.offsets[b.stream] = off
         for ev in rec.held.pop(b.stream, []):
@@ -1199,8 +1229,8 @@ class CaptureDaemon:
         if rec is None:
             return f"{state}; no signal yet"
         fs = rec.emg_info.fs_hz
-        parts = [state, f"{_hms(self.session_samples / fs)} of signal "
-                        f"(samples={rec.emg_end}, gaps={rec.gaps}/{rec.gap_samples})"]
+        parts = [state, (f"{_hms(self.session_samples / fs)} of signal "
+                         f"(samples={rec.emg_end}, gaps={rec.gaps}/{rec.gap_samples})")]
         if rec.warmup is not None:
             parts.append("detector catching up")
         else:

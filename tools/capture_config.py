@@ -24,6 +24,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shlex
@@ -102,7 +103,7 @@ class CaptureConfig:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, float) and (v != v or v < 0):
+            if isinstance(v, float) and (math.isnan(v) or v < 0):
                 raise ConfigError(f"config [capture] {f.name}={v}: must not be negative",
                                   key=f.name)
         for name in ("fsync_interval_s", "disk_retry_s", "write_queue_mb", "db_update_s",
@@ -260,7 +261,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, *,
         raise ConfigError(f"{path}: unknown table [{unknown[0]}] (known: [capture], [detector])",
                           key=unknown[0])
     if scalars and tables:
-        key = sorted(scalars)[0]
+        key = min(scalars)
         raise ConfigError(f"{path}: key {key!r} is outside any table: put it under [capture] "
                           "or [detector]", key=key)
     det_map = tables.get("detector", scalars)

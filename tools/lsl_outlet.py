@@ -25,7 +25,7 @@ from crampwatch.detector.config import DetectorConfig
 from crampwatch.detector.filters import EmgFilter
 from crampwatch.errors import ConfigError
 
-__all__ = ["LslOutlet", "require_pylsl", "StreamingRms"]
+__all__ = ["LslOutlet", "StreamingRms", "require_pylsl"]
 
 log = logging.getLogger(__name__)
 
