@@ -446,6 +446,11 @@ class _MotorPool:
 # --------------------------------------------------------------------------- events
 
 
+def _span(on_s: float, off_s: float, fs: float, i0: int, n: int) -> tuple[int, int]:
+    """Indices into a block of ``n`` samples starting at ``i0`` covered by [on_s, off_s)."""
+    return (max(0, int(math.ceil(on_s * fs)) - i0), min(n, int(math.ceil(off_s * fs)) - i0))
+
+
 class _Event:
     """Something that adds to the EMG and/or the accelerometer over [lo, hi]."""
 
@@ -621,8 +626,7 @@ class _Hum(_Event):
 
     def add_emg(self, night, out, i0):
         fs = night.emg_fs_hz
-        a = max(0, int(math.ceil(self.on * fs)) - i0)
-        b = min(out.shape[0], int(math.ceil(self.off * fs)) - i0)
+        a, b = _span(self.on, self.off, fs, i0, out.shape[0])
         if b <= a:
             return
         t = (i0 + np.arange(a, b)) / fs
@@ -650,8 +654,7 @@ class _Drift(_Event):
 
     def add_emg(self, night, out, i0):
         fs = night.emg_fs_hz
-        a = max(0, int(math.ceil(self.on * fs)) - i0)
-        b = min(out.shape[0], int(math.ceil(self.off * fs)) - i0)
+        a, b = _span(self.on, self.off, fs, i0, out.shape[0])
         if b <= a:
             return
         t = (i0 + np.arange(a, b)) / fs

@@ -30,19 +30,15 @@ import re
 import shlex
 import tomllib
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
-from crampwatch.detector.config import DetectorConfig
+from crampwatch.detector.config import DetectorConfig, _doc
 from crampwatch.errors import ConfigError
 
 __all__ = ["CaptureConfig", "LoadedConfig", "default_config_path", "load_config"]
 
 CONFIG_ENV = "CRAMPWATCH_CONFIG"
 CONFIG_NAME = "crampwatch.toml"
-
-
-def _doc(text: str, **kw):
-    return field(metadata={"doc": text}, **kw)
 
 
 @dataclass(frozen=True)
