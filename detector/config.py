@@ -46,20 +46,30 @@ class DetectorConfig:
     window_s: float = _doc("classification window, trailing (s)", default=2.0)
     rhythm_window_s: float = _doc("window for rhythm (periodic burst) detection (s)", default=6.0)
     # --- adaptive baseline -------------------------------------------------------
-    floor_init_uv: float = _doc("initial noise-floor estimate before any rest is seen (uV RMS)",
-                                default=2.0)
+    floor_start_uv: float = _doc(
+        "floor assumed when a recording starts during a contraction (uV RMS); otherwise the "
+        "first second's level is the first estimate", default=2.0)
     floor_min_uv: float = _doc("the noise floor is never taken lower than this (uV RMS)",
                                default=0.5)
-    floor_up_s: float = _doc("time for the floor estimate to double while resting (s)",
-                             default=120.0)
+    floor_up_s: float = _doc("fastest doubling time of the floor estimate while resting (s)",
+                             default=20.0)
     floor_down_s: float = _doc("time constant of the floor falling to a quieter level (s)",
                                default=2.0)
+    floor_window_s: float = _doc(
+        "look-back of resting steps whose 20th percentile the floor rises to (s)", default=30.0)
     # --- activity thresholds -----------------------------------------------------
     on_ratio: float = _doc("EMG counts as contracting above this multiple of the floor",
-                           default=4.0)
-    on_min_uv: float = _doc("... and above this absolute RMS level (uV)", default=6.0)
-    off_ratio: float = _doc("an episode continues while EMG stays above this multiple of the floor",
-                            default=2.5)
+                           default=3.0)
+    muscle_on_ratio: float = _doc(
+        "... or above this multiple where the spectrum shows the added power is muscle "
+        "(RMS frequency well below white noise's; bands reaching 400 Hz)", default=2.0)
+    on_min_uv: float = _doc(
+        "... and above this absolute RMS level (uV): a cramp recruits many motor units; below "
+        "it the EMG is a few low-threshold units (resting tone), under ~5 % of a calf's "
+        "maximal EMG", default=10.0)
+    off_ratio: float = _doc(
+        "an episode continues while EMG stays above this multiple of the floor (scaled by "
+        "muscle_on_ratio / on_ratio where the spectrum shows muscle)", default=2.0)
     # --- tonic-versus-phasic decision --------------------------------------------
     tonic_min_fraction: float = _doc(
         "fraction of envelope frames above the off-threshold (with the window median above the "
@@ -93,6 +103,14 @@ class DetectorConfig:
     drift_max_uv: float = _doc(
         "low-frequency swing of the raw EMG (uV, std of 50 ms means over a window) above which "
         "a window is artifact (motion, pop, lead-off)", default=500.0)
+    muscle_max_hz: float = _doc(
+        "highest RMS frequency of surface muscle EMG (Hz; 112-158 Hz in the real holds): "
+        "added power whose RMS frequency lies well above it, towards white noise, is broadband "
+        "noise of a loose electrode, not a contraction (used where the band reaches 400 Hz)",
+        default=160.0)
+    acc_wait_s: float = _doc(
+        "longest wait for accelerometer samples before a step is decided without them (s)",
+        default=2.0)
     # --- episodes -------------------------------------------------------------------
     min_duration_s: float = _doc("minimum cramp duration (s)", default=10.0)
     candidate_tonic_fraction: float = _doc(
@@ -103,18 +121,32 @@ class DetectorConfig:
     end_gap_s: float = _doc("an episode ends after EMG stays below the off-threshold this long (s)",
                             default=2.0)
     merge_gap_s: float = _doc("episodes separated by less than this are merged (s)", default=5.0)
+    end_level_fraction: float = _doc(
+        "an episode also ends when its EMG stays below this fraction of its own level (its "
+        "median so far) for end_gap_s; the level left behind becomes the floor", default=0.2)
+    movement_bridge_s: float = _doc(
+        "movement with sustained EMG (grabbing the foot, kicking) neither starts nor breaks a "
+        "candidate cramp for up to this long (s)", default=5.0)
     onset_ratio: float = _doc(
         "an onset is traced back to where the envelope last rose above this multiple of the floor",
         default=1.5)
+    walk_steps: int = _doc(
+        "rhythmic bursts (steps) within walk_window_s that make walking", default=3)
+    walk_window_s: float = _doc("look-back for the steps of walking (s)", default=20.0)
     walk_context_s: float = _doc(
-        "after walking (rhythmic bursts with steps), no cramp onset is taken while the leg keeps "
-        "its walking posture; without an accelerometer, for this long (s)", default=300.0)
+        "after walking, no cramp onset is taken while the leg keeps its walking posture (with "
+        "an accelerometer, at most this long) or, without one, for this long (s)",
+        default=300.0)
     walk_override_ratio: float = _doc(
         "... except for contractions stronger than this multiple of the floor", default=15.0)
     plm_series_bursts: int = _doc(
-        "bursts of 0.5-10 s within plm_window_s that make a periodic-limb-movement series",
-        default=2)
-    plm_window_s: float = _doc("look-back for the bursts of a PLM series (s)", default=180.0)
+        "leg movements of 0.5-10 s, each 5-90 s after the last (AASM), that make a "
+        "periodic-limb-movement series", default=4)
+    plm_min_interval_s: float = _doc("shortest onset-to-onset interval in a PLM series (s)",
+                                     default=5.0)
+    plm_max_interval_s: float = _doc(
+        "longest onset-to-onset interval in a PLM series; the series is over this long after "
+        "its last movement (s)", default=90.0)
     plm_min_duration_s: float = _doc(
         "minimum cramp duration while a PLM series is going on (s); AASM bursts last <= 10 s",
         default=15.0)

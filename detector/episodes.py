@@ -57,6 +57,13 @@ class StepDecision:
         None: same as ``onset_hint_s``.
     min_duration_s : float or None
         A longer minimum duration in force at this step (PLM series).
+    prerun_s : float
+        How much longer than a window before the first tonic window the
+        duration may count from ``run_start_s`` (the run began with movement:
+        grabbing the foot, kicking).
+    level_uv : float or None
+        Median envelope of the step (uV RMS); an episode's own level is the
+        median of these over its steps.
     offset_hint_s : float or None
         Last time within the step the EMG was above the off-threshold.
     rms_uv, peak_uv : float
@@ -64,7 +71,8 @@ class StepDecision:
     score : float
         Tonic score of the window (0-1).
     label : str
-        ``rest``, ``tonic``, ``phasic``, ``movement``, ``artifact``, ``active`` or ``nodata``.
+        ``rest``, ``tonic``, ``phasic``, ``movement``, ``artifact``, ``active``,
+        ``upright`` or ``nodata``.
     """
 
     t_end_s: float
@@ -80,6 +88,8 @@ class StepDecision:
     floor_uv: float = 0.0
     min_duration_s: float | None = None
     run_start_s: float | None = None
+    prerun_s: float = 0.0
+    level_uv: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,8 @@ class _Run:
     last_tonic_s: float
     last_active_s: float
     steps: list = field(default_factory=list)   # (t_end_s, rms_uv, peak_uv, score, tonic)
+    levels: list = field(default_factory=list)  # step medians while confirmed-active
+    moved: int = 0                               # steps labelled movement (not counted)
 
 
 class EpisodeAssembler:
@@ -131,8 +143,11 @@ class EpisodeAssembler:
     def __init__(self, min_duration_s: float = 10.0, max_gap_s: float = 1.5,
                  end_gap_s: float = 2.0, merge_gap_s: float = 5.0,
                  candidate_tonic_fraction: float = 0.75, window_s: float = 2.0,
-                 confidence_fn=None):
+                 confidence_fn=None, movement_bridge_s: float = 0.0):
         self.window_s = float(window_s)
+        self.movement_bridge_s = float(movement_bridge_s)
+        self._last_offset_s = -math.inf      # episodes never overlap
+        self._level_uv = 0.0
         self.confidence_fn = confidence_fn
         self.min_duration_s = float(min_duration_s)
         self.candidate_tonic_fraction = float(candidate_tonic_fraction)
@@ -144,6 +159,12 @@ class EpisodeAssembler:
         self._next_id = 1
         self._current: Episode | None = None
 
+    @property
+    def level_uv(self) -> float:
+        """The current episode's own level: the median of its steps' median
+        envelopes (uV RMS); 0 outside an episode."""
+        return self._level_uv if self.state in ("active", "ending") else 0.0
+
     # -------------------------------------------------------------------------
     def step(self, d: StepDecision) -> list:
         """Feed one decision; returns the events it caused (usually none)."""
@@ -151,12 +172,15 @@ class EpisodeAssembler:
         if self.state == "idle":
             if d.tonic:
                 # the duration rule counts from the start of the activity run, but
-                # no earlier than the first tonic window's start
+                # no earlier than the first tonic window's start (or a little more
+                # when the run began with movement)
                 start = d.run_start_s if d.run_start_s is not None else d.onset_hint_s
-                start = min(max(start, t - self.window_s), t)
-                self._run = _Run(onset_s=min(d.onset_hint_s, start), start_s=start,
+                start = min(max(start, t - self.window_s - d.prerun_s, self._last_offset_s), t)
+                onset = max(min(d.onset_hint_s, start), self._last_offset_s)
+                self._run = _Run(onset_s=onset, start_s=start,
                                  floor_uv=d.floor_uv, last_tonic_s=t, last_active_s=t)
                 self._run.steps.append((t, d.rms_uv, d.peak_uv, d.score, True))
+                self._add_level(d)
                 self.state = "candidate"
                 return self._maybe_confirm(t, d)
             return []
@@ -164,16 +188,22 @@ class EpisodeAssembler:
         if self.state == "candidate":
             run.steps.append((t, d.rms_uv, d.peak_uv, d.score, d.tonic))
             if d.tonic:
+                self._add_level(d)
                 run.last_tonic_s = t
                 run.last_active_s = d.offset_hint_s if d.offset_hint_s is not None else t
                 return self._maybe_confirm(t, d)
+            bridge = self.max_gap_s
+            if d.active and d.label == "movement":
+                # grabbing the foot or kicking during a cramp: neither for nor against it
+                run.moved += 1
+                bridge = max(bridge, self.movement_bridge_s)
             if d.active and d.label not in ("artifact", "nodata"):
                 run.last_active_s = d.offset_hint_s if d.offset_hint_s is not None else t
                 if t - run.last_tonic_s <= self.max_gap_s:
                     events = self._maybe_confirm(t, d)
                     if events:
                         return events
-            if t - run.last_tonic_s > self.max_gap_s:
+            if t - run.last_tonic_s > bridge:
                 self.state, self._run = "idle", None
                 if d.tonic:
                     return self.step(d)
@@ -186,9 +216,18 @@ class EpisodeAssembler:
                     return self._maybe_end(t)
                 self.state = "active"
             run.steps.append((t, d.rms_uv, d.peak_uv, d.score, d.tonic))
+            if d.tonic:
+                self._add_level(d)
             run.last_active_s = d.offset_hint_s if d.offset_hint_s is not None else t
             return []
         return self._maybe_end(t)
+
+    def _add_level(self, d: StepDecision) -> None:
+        if d.level_uv is not None:
+            lv = self._run.levels
+            lv.append(d.level_uv)
+            if len(lv) <= 64 or len(lv) % 8 == 0:      # a median refreshed as it grows
+                self._level_uv = float(sorted(lv)[len(lv) // 2])
 
     def _maybe_confirm(self, t: float, d: StepDecision | None = None) -> list:
         run = self._run
@@ -202,7 +241,7 @@ class EpisodeAssembler:
                run.last_active_s - max(run.onset_s, run.start_s - self.window_s)) < need_s:
             return []
         n_tonic = sum(1 for s in run.steps if s[4])
-        if n_tonic < self.candidate_tonic_fraction * len(run.steps):
+        if n_tonic < self.candidate_tonic_fraction * (len(run.steps) - run.moved):
             return []
         self.state = "active"
         ep = self._summarise(episode_id=self._next_id, offset_s=None)
@@ -222,6 +261,7 @@ class EpisodeAssembler:
         run = self._run
         offset = run.last_active_s if at_s is None else at_s
         ep = self._summarise(self._current.episode_id, offset_s=offset, status=status)
+        self._last_offset_s = max(self._last_offset_s, offset)
         self.state, self._run, self._current = "idle", None, None
         return EpisodeEnded(episode=ep)
 

@@ -18,6 +18,10 @@ classifier does not depend on the amplifier's gain:
 ``motion_g``      mean dynamic acceleration (g); NaN without accelerometer
 ``posture_deg``   angle between the gravity vector at the window's start and
                   end (degrees); NaN without accelerometer
+``ms_uv2``        mean square of the filtered EMG over the window (uV^2)
+``dms_uv2``       mean square of its sample-to-sample difference (uV^2): with
+                  ``ms_uv2``, the RMS frequency of the window's power
+``acc_ok``        share of the window's frames with a working accelerometer
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 FEATURE_NAMES = ("p10_uv", "hum_uv", "median_uv", "p90_uv", "modulation", "rhythm", "hum_ratio",
-                 "drift_uv", "flat_fraction", "motion_g", "posture_deg")
+                 "drift_uv", "flat_fraction", "motion_g", "posture_deg", "ms_uv2", "dms_uv2",
+                 "acc_ok")
 
 
 def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
@@ -34,8 +39,8 @@ def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
     """Features of the windows ending at frame positions ``ends`` of ``hist``.
 
     ``hist`` holds equal-length frame arrays ``env_uv``, ``ms_uv2``,
-    ``hum_ms_uv2``, ``raw_mean_uv``, ``raw_ptp_uv``, ``grav_g`` (n, 3) and
-    ``dyn_g``; every ``ends[i] - rhythm_n + 1`` must be >= 0.
+    ``dms_uv2``, ``hum_ms_uv2``, ``raw_mean_uv``, ``raw_ptp_uv``, ``grav_g``
+    (n, 3), ``dyn_g`` and ``acc_ok``; every ``ends[i] - rhythm_n + 1`` must be >= 0.
     """
     ends = np.asarray(ends, dtype=np.int64)
     out = {}
@@ -53,6 +58,9 @@ def window_features(hist: dict, ends: np.ndarray, window_n: int, rhythm_n: int,
     # chunked and one-shot runs agree to the last bit
     ms_w = sliding_window_view(hist["ms_uv2"], window_n)[starts].mean(axis=1)
     hum_w = sliding_window_view(hist["hum_ms_uv2"], window_n)[starts].mean(axis=1)
+    out["ms_uv2"] = ms_w
+    out["dms_uv2"] = sliding_window_view(hist["dms_uv2"], window_n)[starts].mean(axis=1)
+    out["acc_ok"] = sliding_window_view(hist["acc_ok"], window_n)[starts].mean(axis=1)
     out["hum_ratio"] = np.sqrt(hum_w / np.maximum(ms_w, 1e-12))
     out["hum_uv"] = np.sqrt(hum_w)
     out["drift_uv"] = sliding_window_view(hist["raw_mean_uv"], window_n)[starts].std(axis=1)

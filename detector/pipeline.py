@@ -12,7 +12,10 @@ Examples
 >>> fs = 1000.0
 >>> rng = np.random.default_rng(1)
 >>> emg = rng.normal(0, 2.0, int(60 * fs))                       # 60 s of rest, 2 uV
->>> emg[20000:45000] += rng.normal(0, 80.0, 25000)                # 25 s tonic contraction
+>>> from scipy import signal
+>>> sos = signal.butter(2, [30, 150], "bandpass", fs=fs, output="sos")  # muscle's band
+>>> burst = signal.sosfilt(sos, rng.normal(0, 1, 25000))
+>>> emg[20000:45000] += 80 * burst / burst.std()                  # 25 s tonic contraction
 >>> pipe = Pipeline(DetectorConfig(), emg_fs_hz=fs)
 >>> events = pipe.process_emg(emg, first_index=0) + pipe.finish()
 >>> [type(e).__name__ for e in events]
@@ -27,21 +30,24 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_right
+from collections import deque
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import signal
 
 from crampwatch.detector.config import DetectorConfig
-from crampwatch.detector.episodes import EpisodeAssembler, StepDecision
+from crampwatch.detector.episodes import EpisodeAssembler, EpisodeEnded, StepDecision
 from crampwatch.detector.features import window_features
 from crampwatch.detector.filters import AccFilter, EmgFilter
+from crampwatch.detector.floor import FloorTracker
 from crampwatch.detector.frames import AccFrames, EmgFrames
 
 log = logging.getLogger(__name__)
 
 LABELS = ("rest", "active", "tonic", "phasic", "movement", "artifact", "nodata", "upright")
 
-_HIST_KEYS = ("ms_uv2", "hum_ms_uv2", "raw_mean_uv", "raw_ptp_uv", "env_uv", "dyn_g", "valid")
+_FRAME_KEYS = ("ms_uv2", "dms_uv2", "hum_ms_uv2", "raw_mean_uv", "raw_ptp_uv")
 
 
 class Pipeline:
@@ -57,12 +63,17 @@ class Pipeline:
         Accelerometer sample rate; None for EMG-only recordings (rhythm and
         envelope-shape features then do the accelerometer's job).
     keep_trace : bool
-        Keep one row of features per decision step (``trace()``), for tuning
-        and the review plots.
+        Keep one row of features per decision step (``trace()``,
+        ``drain_trace()``), for tuning, the per-minute summaries and the
+        review plots.  Off, memory does not grow with the night.
     confidence_model : callable or None
         Maps an episode's features (``episodes.episode_features``) to a
         probability; ``crampwatch.models.load_model()`` gives the trained one.
         None: a fixed heuristic of the tonic score and the duration.
+    acc_wait_s : float or None
+        Longest wait for accelerometer samples before frames are decided
+        without them (None: ``config.acc_wait_s``, 2 s, for live streams).
+        Replay, which reads each stream in blocks, passes the block length.
 
     Notes
     -----
@@ -70,13 +81,16 @@ class Pipeline:
     :meth:`process_emg` and accelerometer with :meth:`process_acc` (or
     :meth:`feed` with blocks that have ``stream``, ``data``, ``first_index``),
     in any interleaving; call :meth:`finish` at the end of the stream.
-    """
 
-    ACC_MAX_LAG_S = 900.0
+    The accelerometer is checked before it is believed: a sensor that is
+    silent, stuck on one value (all zeros included) or reads a gravity far
+    from 1 g (saturated) makes those steps run EMG-only (``acc_ok`` 0 in the
+    trace).
+    """
 
     def __init__(self, config: DetectorConfig | None = None, emg_fs_hz: float = 1000.0,
                  acc_fs_hz: float | None = None, keep_trace: bool = True,
-                 confidence_model=None):
+                 confidence_model=None, acc_wait_s: float | None = None):
         self.cfg = cfg = config or DetectorConfig()
         self.emg_fs_hz = float(emg_fs_hz)
         self.acc_fs_hz = float(acc_fs_hz) if acc_fs_hz else None
@@ -100,19 +114,32 @@ class Pipeline:
         self.acc_filter = AccFilter(self.acc_fs_hz) if self.acc_fs_hz else None
         self.acc_frames = AccFrames(self.acc_fs_hz, self.emg_fs_hz, self.hop_n) \
             if self.acc_fs_hz else None
+        self.acc_wait_s = cfg.acc_wait_s if acc_wait_s is None else float(acc_wait_s)
+        self._acc_prev = None            # last raw accelerometer sample
+        self._acc_run = 0                # how many samples it has been repeated
+        self._acc_stuck_n = max(3, int(round(self.acc_fs_hz))) if self.acc_fs_hz else 0
         self.assembler = EpisodeAssembler(cfg.min_duration_s, cfg.max_gap_s, cfg.end_gap_s,
                                           cfg.merge_gap_s, cfg.candidate_tonic_fraction,
                                           self.window_n * self.frame_dt,
-                                          confidence_fn=confidence_model)
+                                          confidence_fn=confidence_model,
+                                          movement_bridge_s=cfg.movement_bridge_s)
         self._upright_cos = math.cos(math.radians(cfg.upright_max_deg))
         self._axis = {"x": 0, "y": 1, "z": 2}.get(cfg.upright_axis)
         self.next_emg_index = 0
         self.next_acc_index = 0
         self.n_gaps = 0
         self.gap_samples = 0
-        self.floor_uv = cfg.floor_init_uv
-        self._pending = {k: np.zeros(0) for k in ("ms_uv2", "hum_ms_uv2", "raw_mean_uv",
-                                                  "raw_ptp_uv", "valid")}
+        step_s = self.step_n * self.frame_dt
+        self.floor = FloorTracker(cfg.floor_min_uv, cfg.floor_down_s, cfg.floor_up_s,
+                                  cfg.floor_window_s, step_s)
+        # broadband noise: the RMS frequency of white noise through this filter chain,
+        # against that of muscle; checked only where the band reaches far enough
+        self._r_white = _white_diff_ratio(self.emg_filter)
+        f_white = _ratio_to_hz(self._r_white, self.emg_fs_hz)
+        self.f_split_hz = 0.5 * (cfg.muscle_max_hz + f_white) \
+            if f_white >= 1.25 * cfg.muscle_max_hz else math.inf
+        self._floor_r = self._r_white    # diff/signal power ratio of the floor itself
+        self._pending = {k: np.zeros(0) for k in _FRAME_KEYS + ("valid",)}
         self._pending_first = 0          # frame index of _pending[...][0]
         self._hist = None                # dict of frame arrays (history)
         self._hist_first = 0             # frame index of _hist[...][0]
@@ -121,11 +148,12 @@ class Pipeline:
         self._run_start = None           # frame where the current active run began
         self._onset_frame = None         # where that run's contraction began to rise
         self._run_last = None            # last frame of the current run
-        self._burst_ends = []            # end times of recent 0.5-10 s bursts (PLM series)
-        self._walk_last_s = -math.inf    # last rhythmic walking step
+        self._run_moved = False          # the current run began with movement
+        self._bursts = deque()           # (onset_s, end_s) of recent 0.5-10 s leg movements
+        self._walk_steps = deque()       # times of recent rhythmic steps
+        self._walk_last_s = -math.inf    # last step of the last walk
         self._walk_grav = None
-        self._walk_steps = []
-        self._last_active_frame = None
+        self._recent = deque(maxlen=max(4, int(round(12.0 / step_s))))   # (t_end, step median)
         self._finished = False
         self.keep_trace = keep_trace
         self._trace = []
@@ -133,6 +161,11 @@ class Pipeline:
         self._emg_nan = 0
         self._raw_min = math.inf
         self._raw_max = -math.inf
+
+    @property
+    def floor_uv(self) -> float:
+        """The current resting floor (uV RMS); NaN before the first step."""
+        return self.floor.floor_uv
 
     # ------------------------------------------------------------------ input
     def feed(self, block) -> list:
@@ -167,7 +200,8 @@ class Pipeline:
         if x.size == 0:
             return events
         bad = ~np.isfinite(x)
-        if bad.any():
+        any_bad = bool(bad.any())
+        if any_bad:
             self._emg_nan += int(bad.sum())
             x = np.where(bad, 0.0, x)
         self._emg_seen += x.size
@@ -179,7 +213,7 @@ class Pipeline:
         n = len(fr["ms_uv2"])
         if n:
             valid = np.ones(n)
-            if bad.any():
+            if any_bad:
                 # frames that held non-finite samples carry no data
                 idx0 = fr["first_frame"] * self.hop_n - first_index
                 for k in range(n):
@@ -201,11 +235,16 @@ class Pipeline:
             first_index = self.next_acc_index
         if first_index > self.next_acc_index:
             self.acc_filter.reset()
+            self._acc_prev, self._acc_run = None, 0
         if not len(a):
             return []
-        a = np.where(np.isfinite(a), a, 0.0)
+        finite = np.all(np.isfinite(a), axis=1)
+        a = np.where(finite[:, None], a, 0.0)
         grav, dyn = self.acc_filter.process(a)
-        self.acc_frames.process(grav, dyn, first_index)
+        bad = ~finite | self._stuck(a)
+        gmag = np.sqrt(np.sum(grav * grav, axis=1))
+        bad |= (gmag < 0.5) | (gmag > 1.6)      # at rest a working sensor reads 1 g
+        self.acc_frames.process(grav, dyn, first_index, bad)
         self.next_acc_index = first_index + len(a)
         return self._advance()
 
@@ -220,20 +259,34 @@ class Pipeline:
         return events
 
     # --------------------------------------------------------------- internals
+    def _stuck(self, a: np.ndarray) -> np.ndarray:
+        """Per sample: has the sensor repeated exactly the same reading for a
+        second or more (a stuck or dead accelerometer; a live one always moves
+        by a least significant bit)?"""
+        n = len(a)
+        prev = a[:1] if self._acc_prev is None else self._acc_prev[None, :]
+        changed = np.any(a != np.vstack([prev, a[:-1]]), axis=1)
+        if self._acc_prev is None:
+            changed[0] = True
+        last = np.where(changed, np.arange(n), -1)
+        np.maximum.accumulate(last, out=last)
+        run = np.where(last >= 0, np.arange(n) - last + 1, self._acc_run + np.arange(n) + 1)
+        self._acc_prev, self._acc_run = a[-1].copy(), int(run[-1])
+        return run >= self._acc_stuck_n
+
     def _emg_gap(self, first_index: int) -> list:
         missing = first_index - self.next_emg_index
         self.n_gaps += 1
         self.gap_samples += missing
         log.info("EMG gap of %d samples at index %d", missing, self.next_emg_index)
-        events = self._advance(final=True, keep_open=True)   # decide what we had
+        events = self._advance(final=True)        # decide what we had
         # frames from the current one up to the first whole frame after the gap are empty
         start_frame = self._pending_first + len(self._pending["ms_uv2"])
         resume_frame = -(-first_index // self.hop_n)
         n = max(0, resume_frame - start_frame)
         if n:
             z = np.zeros(n)
-            self._append_pending(start_frame, {"ms_uv2": z, "hum_ms_uv2": z, "raw_mean_uv": z,
-                                               "raw_ptp_uv": z}, np.zeros(n))
+            self._append_pending(start_frame, {k: z for k in _FRAME_KEYS}, np.zeros(n))
         self.emg_filter.reset()
         self.emg_frames.reset_to(first_index)
         return events + self._advance()
@@ -241,19 +294,19 @@ class Pipeline:
     def _append_pending(self, first_frame: int, fr: dict, valid: np.ndarray) -> None:
         if len(self._pending["ms_uv2"]) == 0:
             self._pending_first = first_frame
-        for k in ("ms_uv2", "hum_ms_uv2", "raw_mean_uv", "raw_ptp_uv"):
+        for k in _FRAME_KEYS:
             self._pending[k] = np.concatenate([self._pending[k], fr[k]])
         self._pending["valid"] = np.concatenate([self._pending["valid"], valid])
 
-    def _advance(self, final: bool = False, keep_open: bool = False) -> list:
+    def _advance(self, final: bool = False) -> list:
         """Move frames that both streams have covered into the history, then
         decide every decision step they complete."""
         emg_end = self._pending_first + len(self._pending["ms_uv2"])
         upto = emg_end
         if self.acc_frames is not None and not final:
-            # wait for the accelerometer, but not for ever: a sensor that stops must not
-            # stall detection (replay delivers blocks of up to a few minutes per stream)
-            lag_n = int(self.ACC_MAX_LAG_S / self.frame_dt)
+            # wait for the accelerometer, but not for long: a sensor that stops must
+            # neither stall detection nor delay an onset
+            lag_n = int(math.ceil(self.acc_wait_s / self.frame_dt))
             upto = min(emg_end, max(self.acc_frames.covered_frame, emg_end - lag_n))
         n = upto - self._final
         if n <= 0:
@@ -264,13 +317,15 @@ class Pipeline:
         if self.acc_frames is not None:
             accm = self.acc_frames.pop_ready(upto)
             grav, dyn = accm[:, :3], accm[:, 3]
+            acc_ok = np.nan_to_num(accm[:, 4], nan=0.0)
         else:
-            grav, dyn = np.full((n, 3), np.nan), np.full(n, np.nan)
-        self._append_history(new, grav, dyn)
+            grav, dyn, acc_ok = np.full((n, 3), np.nan), np.full(n, np.nan), np.zeros(n)
+        self._append_history(new, grav, dyn, acc_ok)
         self._final = upto
         return self._decide()
 
-    def _append_history(self, new: dict, grav: np.ndarray, dyn: np.ndarray) -> None:
+    def _append_history(self, new: dict, grav: np.ndarray, dyn: np.ndarray,
+                        acc_ok: np.ndarray) -> None:
         n = len(new["ms_uv2"])
         if self._hist is None:
             # pad the past with the first frame, so the first windows are full
@@ -278,6 +333,7 @@ class Pipeline:
             self._hist = {k: np.repeat(new[k][:1], pad) for k in new}
             self._hist["grav_g"] = np.repeat(grav[:1], pad, axis=0)
             self._hist["dyn_g"] = np.repeat(dyn[:1], pad)
+            self._hist["acc_ok"] = np.repeat(acc_ok[:1], pad)
             self._hist["env_uv"] = np.repeat(np.sqrt(new["ms_uv2"][:1]), pad)
             self._hist_first = self._final - pad
         tail = self._hist["ms_uv2"][-(self.rms_n - 1):] if self.rms_n > 1 else np.zeros(0)
@@ -285,7 +341,7 @@ class Pipeline:
         # a mean over each window's own values: bit-identical whatever the chunking
         env = np.sqrt(sliding_window_view(ms, self.rms_n).mean(axis=1))
         env = np.where(new["valid"] > 0, env, 0.0)
-        add = dict(new, env_uv=env, dyn_g=dyn)
+        add = dict(new, env_uv=env, dyn_g=dyn, acc_ok=acc_ok)
         for k in add:
             self._hist[k] = np.concatenate([self._hist[k], add[k]])
         self._hist["grav_g"] = np.concatenate([self._hist["grav_g"], grav])
@@ -317,19 +373,21 @@ class Pipeline:
         env = H["env_uv"]
         steps = sliding_window_view(env, S)[rel - S + 1]
         step_med_a = np.median(steps, axis=1)
-        step_mean_a = steps.mean(axis=1)
-        step_max_a = steps.max(axis=1)
-        step_min_a = steps.min(axis=1)
         step_valid_a = sliding_window_view(H["valid"], S)[rel - S + 1].min(axis=1) > 0
-        grav = H["grav_g"][rel]
+        grav = H["grav_g"][rel].copy()
+        acc_bad = feats["acc_ok"] < 0.8
+        if acc_bad.any():                       # a failed sensor: EMG only for those steps
+            feats["motion_g"] = np.where(acc_bad, np.nan, feats["motion_g"])
+            feats["posture_deg"] = np.where(acc_bad, np.nan, feats["posture_deg"])
+            grav[acc_bad] = np.nan
         upright_a = self._upright(grav)
         F = {k: v.tolist() for k, v in feats.items()}
         win_rows = win_sorted.tolist()
         step_valid_l = step_valid_a.tolist()
         step_med_l = step_med_a.tolist()
-        step_min_l = step_min_a.tolist()
-        step_max_l = step_max_a.tolist()
-        step_mean_l = step_mean_a.tolist()
+        step_min_l = steps.min(axis=1).tolist()
+        step_max_l = steps.max(axis=1).tolist()
+        step_mean_l = steps.mean(axis=1).tolist()
         upright_l = upright_a.tolist()
         keys = list(F)
         step_s = S * self.frame_dt
@@ -340,43 +398,52 @@ class Pipeline:
             t_end = (int(ends[i]) + 1) * self.frame_dt
             step_valid = step_valid_l[i]
             step_med = step_med_l[i]
-            floor = self.floor_uv
-            on_thr = max(cfg.on_min_uv, cfg.on_ratio * floor)
-            off_thr = max(cfg.on_min_uv * cfg.off_ratio / cfg.on_ratio, cfg.off_ratio * floor)
+            if not self.floor.known and step_valid:
+                self._start_floor(step_med, F["ms_uv2"][i], F["dms_uv2"][i])
+            floor = self.floor_uv if self.floor.known else max(step_med, cfg.floor_min_uv)
+            f = {k: F[k][i] for k in keys}
+            f["upright"] = upright_l[i]
+            f["excess_hz"] = self._excess_hz(f["ms_uv2"], f["dms_uv2"], floor)
+            # a lower ratio where the spectrum shows that the added power is muscle
+            on_r = cfg.muscle_on_ratio if f["excess_hz"] < self.f_split_hz else cfg.on_ratio
+            on_thr = max(cfg.on_min_uv, on_r * floor)
+            off_thr = max(cfg.on_min_uv, on_r * floor) * cfg.off_ratio / cfg.on_ratio
+            # during an episode the contraction also ends relative to its own level
+            in_episode = self.assembler.state in ("active", "ending")
+            run_thr = max(off_thr, cfg.end_level_fraction * self.assembler.level_uv) \
+                if in_episode else off_thr
             row = win_rows[i]
             # tonic: the window's median is above the on-threshold and nearly all of
             # it above the off-threshold (a cramp fluctuates but does not stop)
             tonic_frac = (W - bisect_right(row, off_thr)) / W
             if F["median_uv"][i] <= on_thr:
                 tonic_frac = min(tonic_frac, (W - bisect_right(row, on_thr)) / W)
+            label, tonic, score = self._classify(f, tonic_frac, step_med, on_thr, off_thr,
+                                                 step_valid)
             # the start of the current uninterrupted run of activity, and its end
-            if step_min_l[i] > off_thr:                       # all frames above
+            if step_min_l[i] > run_thr:                       # all frames above
                 if self._run_start is None:
-                    self._run_start = first
-                    self._onset_frame = self._trace_back(r - S + 1, first, floor)
+                    self._start_run(first, r - S + 1, floor)
                 self._run_last = first + S - 1
                 offset_hint = t_end
-            elif step_max_l[i] <= off_thr:                    # all frames below
+            elif step_max_l[i] <= run_thr:                    # all frames below
                 if self._run_start is not None:
                     self._end_run(self._run_last)
                 offset_hint = None
             else:
-                above = steps[i] > off_thr
+                above = steps[i] > run_thr
                 below = np.nonzero(~above)[0]
                 if self._run_start is not None:
                     self._end_run(first + int(below[0]) - 1 if below[0] > 0 else self._run_last)
                 if below[-1] < S - 1:
-                    self._run_start = first + int(below[-1]) + 1
-                    self._onset_frame = self._trace_back(r - S + 1 + int(below[-1]) + 1,
-                                                         self._run_start, floor)
+                    k0 = int(below[-1]) + 1
+                    self._start_run(first + k0, r - S + 1 + k0, floor)
                     self._run_last = first + S - 1
                 offset_hint = (first + int(np.nonzero(above)[0][-1]) + 1) * self.frame_dt
-            f = {k: F[k][i] for k in keys}
-            f["upright"] = upright_l[i]
-            label, tonic, score = self._classify(f, tonic_frac, step_med, on_thr, off_thr,
-                                                 step_valid)
-            active = step_valid and step_med > off_thr
-            min_dur = self._context(t_end, label, f, step_med, on_thr, active, grav[i])
+            if self._run_start is not None and label == "movement":
+                self._run_moved = True
+            active = step_valid and step_med > run_thr
+            min_dur = self._context(t_end, f, on_thr, grav[i])
             if (label == "tonic" and step_med < cfg.walk_override_ratio * floor
                     and self._in_walk_context(grav[i], t_end)):
                 label, tonic = "upright", False
@@ -389,17 +456,68 @@ class Pipeline:
                              active=active, onset_hint_s=onset_hint,
                              rms_uv=step_mean_l[i], peak_uv=step_max_l[i],
                              score=score, offset_hint_s=offset_hint, label=label,
-                             floor_uv=floor, min_duration_s=min_dur, run_start_s=run_start_s)
-            events += self.assembler.step(d)
-            if (self.assembler.state == "idle" and step_valid
-                    and f["drift_uv"] <= cfg.drift_max_uv):
-                self._update_floor(step_med)
+                             floor_uv=floor, min_duration_s=min_dur, run_start_s=run_start_s,
+                             prerun_s=cfg.movement_bridge_s if self._run_moved else 0.0,
+                             level_uv=step_med)
+            new_events = self.assembler.step(d)
+            events += new_events
+            self._track_floor(t_end, step_med, step_valid, label, f, new_events)
             if self.keep_trace:
                 self._trace.append((t_end, step_med, floor, tonic_frac, f["modulation"],
                                     f["rhythm"], f["motion_g"], f["posture_deg"], f["hum_ratio"],
                                     f["drift_uv"], score, LABELS.index(label),
-                                    self.assembler.state != "idle"))
+                                    self.assembler.state != "idle", f["excess_hz"],
+                                    f["acc_ok"]))
         return events
+
+    def _start_floor(self, level_uv: float, ms_uv2: float, dms_uv2: float) -> None:
+        """The first estimate: the first step's level, unless that step is
+        muscle by its spectrum (a recording that starts during a contraction):
+        then a quiet board's floor is assumed and the floor follows the signal
+        from the first rest on."""
+        f_hz = _ratio_to_hz(dms_uv2 / ms_uv2, self.emg_fs_hz) if ms_uv2 > 0 else math.nan
+        if f_hz < self.f_split_hz and level_uv > self.cfg.floor_start_uv:
+            self.floor.start(self.cfg.floor_start_uv)
+            log.info("the recording starts during a contraction (%.0f uV, RMS frequency "
+                     "%.0f Hz): floor taken as %.1f uV until the first rest",
+                     level_uv, f_hz, self.cfg.floor_start_uv)
+        else:
+            self.floor.start(level_uv)
+
+    def _track_floor(self, t_end: float, step_med: float, valid: bool, label: str, f: dict,
+                     events: list) -> None:
+        """Move the floor after a step: down on any quiet valid step, up on
+        resting steps outside episodes, re-based when an episode has ended and
+        left the signal at a new level."""
+        noise = label == "artifact" and f["excess_hz"] > self.f_split_hz and not (
+            f["drift_uv"] > self.cfg.drift_max_uv or f["flat_fraction"] > 0.5)
+        if not valid or (label == "artifact" and not noise):
+            return
+        self._recent.append((t_end, step_med))
+        ended = [e.episode for e in events if isinstance(e, EpisodeEnded)]
+        if ended:
+            after = [m for t, m in self._recent if t > ended[-1].offset_s + 1.0]
+            if len(after) >= 3:
+                level = float(np.median(after))
+                if level > self.floor_uv:
+                    self.floor.rebase(level)
+            return
+        # resting: below the off-threshold, or broadband noise (a floor that rose)
+        resting = (label == "rest" or noise) and self.assembler.state == "idle"
+        self.floor.update(step_med, resting=resting)
+        if resting and f["ms_uv2"] > 0:
+            # the floor's own spectrum (its diff/signal power ratio), for the broadband check
+            r = f["dms_uv2"] / f["ms_uv2"]
+            self._floor_r += 0.1 * (r - self._floor_r)
+
+    def _excess_hz(self, ms_uv2: float, dms_uv2: float, floor_uv: float) -> float:
+        """RMS frequency (Hz) of the power a window holds above the floor: 60-160 Hz
+        for muscle, towards that of white noise for a loose electrode."""
+        fl2 = floor_uv * floor_uv
+        excess = ms_uv2 - fl2
+        if excess <= fl2:
+            return math.nan
+        return _ratio_to_hz((dms_uv2 - self._floor_r * fl2) / excess, self.emg_fs_hz)
 
     def _classify(self, f: dict, tonic_frac: float, step_med: float, on_thr: float,
                   off_thr: float, valid: bool) -> tuple[str, bool, float]:
@@ -408,13 +526,14 @@ class Pipeline:
             return "nodata", False, 0.0
         artifact = ((f["hum_ratio"] > cfg.hum_max_ratio and f["hum_uv"] > cfg.hum_min_uv)
                     or f["drift_uv"] > cfg.drift_max_uv
-                    or f["flat_fraction"] > 0.5)
+                    or f["flat_fraction"] > 0.5
+                    or f["excess_hz"] > self.f_split_hz)
         motion = f["motion_g"]
         has_acc = motion == motion                       # NaN without accelerometer
         movement = has_acc and (motion > cfg.motion_max_g
                                 or f["posture_deg"] > cfg.posture_change_max_deg)
-        phasic = f["modulation"] < cfg.modulation_min or (
-            f["rhythm"] > cfg.rhythm_max and f["modulation"] < 0.5)
+        rhythmic = f["rhythm"] > cfg.rhythm_max
+        phasic = f["modulation"] < cfg.modulation_min or (rhythmic and f["modulation"] < 0.5)
         if artifact:
             return "artifact", False, 0.0
         if step_med <= off_thr and tonic_frac < cfg.tonic_min_fraction:
@@ -430,7 +549,7 @@ class Pipeline:
                 if motion < 0.5 * cfg.motion_max_g:
                     phasic = False
             elif (f["p10_uv"] >= cfg.sustained_p10_ratio * self.floor_uv
-                  and f["rhythm"] <= cfg.rhythm_max):
+                  and not rhythmic):
                 phasic = False
         if tonic_frac >= cfg.tonic_min_fraction and not phasic:
             if movement:
@@ -442,13 +561,19 @@ class Pipeline:
             return ("movement" if movement else "phasic" if phasic else "active"), False, score
         return "rest", False, score
 
+    def _start_run(self, frame: int, rel: int, floor: float) -> None:
+        self._run_start = frame
+        self._onset_frame = self._trace_back(rel, frame, floor)
+        self._run_moved = False
+
     def _end_run(self, last_frame: int) -> None:
-        """An activity run ended: remember it if it was PLM-like (0.5-10 s,
-        the envelope's smoothing taken off)."""
+        """An activity run ended: remember it if it was a leg movement (0.5-10 s,
+        the envelope's smoothing taken off) for the PLM series rule."""
         dur_s = (last_frame + 1 - self._run_start) * self.frame_dt - self.cfg.rms_window_s
         if 0.5 <= dur_s <= 10.0:
-            self._burst_ends.append((last_frame + 1) * self.frame_dt)
+            self._bursts.append((self._run_start * self.frame_dt, (last_frame + 1) * self.frame_dt))
         self._run_start = None
+        self._run_moved = False
 
     def _trace_back(self, rel: int, frame: int, floor: float) -> int:
         """Earliest frame before ``frame`` from which the envelope stayed above
@@ -459,37 +584,46 @@ class Pipeline:
         start_rel = lo + below[-1] + 1 if len(below) else lo
         return frame - (rel - start_rel)
 
-    def _context(self, t_end: float, label: str, f: dict, step_med: float, on_thr: float,
-                 active: bool, grav: np.ndarray) -> float | None:
+    def _context(self, t_end: float, f: dict, on_thr: float, grav: np.ndarray) -> float | None:
         """Track walking and PLM series; returns a longer minimum duration
-        while a PLM series is going on."""
+        while a PLM series (AASM: >= 4 movements, 5-90 s apart) is going on."""
         cfg = self.cfg
         motion = f["motion_g"]
-        if (f["rhythm"] > cfg.rhythm_max and f["modulation"] < cfg.modulation_min
+        if (f["rhythm"] > cfg.rhythm_max and f["modulation"] < 0.6
                 and f["p90_uv"] > on_thr and (motion != motion or motion > cfg.motion_max_g)):
-            # a rhythmic, bursty step: walking if enough of them come close together
+            # a rhythmic, bursty step (background tone between bursts allowed): walking
+            # once a few of them come close together
             self._walk_steps.append(t_end)
-            while self._walk_steps[0] < t_end - 30.0:
-                self._walk_steps.pop(0)
-            if len(self._walk_steps) >= 8:
+            while self._walk_steps[0] < t_end - cfg.walk_window_s:
+                self._walk_steps.popleft()
+            if len(self._walk_steps) >= cfg.walk_steps:
                 self._walk_last_s = t_end
-                self._walk_grav = grav.copy()
-        while self._burst_ends and self._burst_ends[0] < t_end - cfg.plm_window_s:
-            self._burst_ends.pop(0)
-        if len(self._burst_ends) >= cfg.plm_series_bursts:
-            return cfg.plm_min_duration_s
+                if np.all(np.isfinite(grav)):
+                    self._walk_grav = grav.copy()
+        b = self._bursts
+        while b and b[-1][0] < t_end - 3600.0:
+            b.clear()
+        while len(b) > cfg.plm_series_bursts + 2:
+            b.popleft()
+        if len(b) >= cfg.plm_series_bursts and t_end - b[-1][0] <= cfg.plm_max_interval_s:
+            onsets = [o for o, _ in b][-cfg.plm_series_bursts:]
+            gaps = np.diff(onsets)
+            if np.all((gaps >= cfg.plm_min_interval_s) & (gaps <= cfg.plm_max_interval_s)):
+                return cfg.plm_min_duration_s
         return None
 
     def _in_walk_context(self, grav: np.ndarray, t_end: float) -> bool:
-        """After walking: with an accelerometer, as long as the leg keeps the
-        posture it had while walking (standing); without one, for walk_context_s."""
-        if self._walk_grav is None:
+        """After walking: with a working accelerometer, as long as the leg keeps
+        the posture it had while walking (standing, up to walk_context_s... x3);
+        without one, for walk_context_s."""
+        since = t_end - self._walk_last_s
+        if since > 3.0 * self.cfg.walk_context_s:
             return False
         g0 = self._walk_grav
-        if np.all(np.isfinite(g0)) and np.all(np.isfinite(grav)):
+        if g0 is not None and np.all(np.isfinite(grav)):
             cos = float(g0 @ grav) / max(float(np.linalg.norm(g0) * np.linalg.norm(grav)), 1e-12)
             return cos >= math.cos(math.radians(45.0))     # not lying down again yet
-        return t_end - self._walk_last_s <= self.cfg.walk_context_s
+        return since <= self.cfg.walk_context_s
 
     def _upright(self, grav: np.ndarray) -> np.ndarray:
         """Per row of gravity vectors: is the shank upright (standing)?"""
@@ -500,35 +634,53 @@ class Pipeline:
             up = (norm > 0.5) & (np.abs(grav[:, self._axis]) >= self._upright_cos * norm)
         return np.where(np.isfinite(norm), up, False)
 
-    def _update_floor(self, x_uv: float) -> None:
-        cfg = self.cfg
-        x = max(x_uv, cfg.floor_min_uv)
-        if x < self.floor_uv:
-            a = 1.0 - math.exp(-self.cfg.step_s / max(cfg.floor_down_s, 1e-6))
-            self.floor_uv = math.exp(math.log(self.floor_uv) + a * (math.log(x) - math.log(self.floor_uv)))
-        else:
-            up = 2.0 ** (cfg.step_s / max(cfg.floor_up_s, 1e-6))
-            self.floor_uv = min(x, self.floor_uv * up)
-        self.floor_uv = max(self.floor_uv, cfg.floor_min_uv)
-
     # ---------------------------------------------------------------- outputs
     TRACE_COLUMNS = ("t_end_s", "rms_uv", "floor_uv", "tonic_fraction", "modulation", "rhythm",
                      "motion_g", "posture_deg", "hum_ratio", "drift_uv", "score", "label",
-                     "in_episode")
+                     "in_episode", "excess_hz", "acc_ok")
 
     def trace(self) -> dict:
         """Per-step features and decisions as columns (numpy arrays)."""
         arr = np.array(self._trace, dtype=np.float64).reshape(-1, len(self.TRACE_COLUMNS))
         return {c: arr[:, i] for i, c in enumerate(self.TRACE_COLUMNS)}
 
+    def drain_trace(self) -> list:
+        """The per-step rows kept so far (tuples in ``TRACE_COLUMNS`` order),
+        forgotten here: a consumer that drains keeps memory flat all night."""
+        rows, self._trace = self._trace, []
+        return rows
+
     @property
     def samples_seen(self) -> int:
         return self._emg_seen
 
     @property
+    def nan_samples(self) -> int:
+        """EMG samples that were NaN or infinite (taken as no data)."""
+        return self._emg_nan
+
+    @property
     def is_flat(self) -> bool:
         """True if every EMG sample so far had the same value."""
         return self._emg_seen > 0 and self._raw_max - self._raw_min <= 0.0
+
+
+def _white_diff_ratio(emg_filter: EmgFilter) -> float:
+    """E[diff^2] / E[y^2] of white noise through the EMG filter chain."""
+    fs = emg_filter.fs_hz
+    sos = np.vstack([emg_filter.bandpass.sos, emg_filter.notch.sos]) \
+        if len(emg_filter.notch.sos) else emg_filter.bandpass.sos
+    w, h = signal.sosfreqz(sos, worN=4096, fs=fs)
+    p = np.abs(h) ** 2
+    return float(np.sum(p * 2.0 * (1.0 - np.cos(2 * np.pi * w / fs))) / max(np.sum(p), 1e-300))
+
+
+def _ratio_to_hz(r: float, fs_hz: float) -> float:
+    """The RMS frequency that a diff/signal power ratio ``r`` stands for
+    (a tone of f has r = 2 (1 - cos(2 pi f / fs)))."""
+    if not r == r:
+        return math.nan
+    return fs_hz / (2 * math.pi) * math.acos(max(-1.0, min(1.0, 1.0 - r / 2.0)))
 
 
 def _soft(x: float, width: float) -> float:

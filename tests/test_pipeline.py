@@ -6,6 +6,8 @@ import pytest
 from crampwatch.detector import DetectorConfig, EpisodeEnded, EpisodeStarted, Pipeline
 from crampwatch.firmware_bridge.synth import NightSpec, SyntheticNight
 
+from signals import muscle_noise
+
 
 @pytest.fixture(scope="module")
 def night():
@@ -16,8 +18,9 @@ def night():
 
 def _run(emg, acc, fs, afs, pieces, rng=None):
     """Feed EMG and acc in ``pieces`` chunks each (random sizes and random
-    interleaving when rng is given)."""
-    p = Pipeline(DetectorConfig(), fs, afs)
+    interleaving when rng is given).  The accelerometer may lag by up to 5 s:
+    the pipeline is told to wait that long for it (replay's setting)."""
+    p = Pipeline(DetectorConfig(), fs, afs, acc_wait_s=10.0)
     events = []
     e_cuts = _cuts(len(emg), pieces, rng)
     a_cuts = _cuts(len(acc), pieces, rng)
@@ -38,7 +41,7 @@ def _run(emg, acc, fs, afs, pieces, rng=None):
 
 
 def _one_shot(emg, acc, fs, afs):
-    p = Pipeline(DetectorConfig(), fs, afs)
+    p = Pipeline(DetectorConfig(), fs, afs, acc_wait_s=10.0)
     events = p.process_acc(acc, 0) + p.process_emg(emg, 0) + p.finish()
     return p, events
 
@@ -94,7 +97,7 @@ def test_onset_is_confirmed_soon_after_the_minimum_duration():
     fs = 1000.0
     rng = np.random.default_rng(8)
     x = rng.normal(0, 2.0, int(90 * fs))
-    x[30000:80000] += rng.normal(0, 80.0, 50000)       # sharp onset at 30 s
+    x[30000:80000] += muscle_noise(rng, 50000, fs, 80.0)       # sharp onset at 30 s
     cfg = DetectorConfig()
     p = Pipeline(cfg, fs)
     events = []
@@ -111,7 +114,7 @@ def test_accelerometer_that_stops_does_not_stall_detection():
     fs, afs = 1000.0, 100.0
     rng = np.random.default_rng(9)
     x = rng.normal(0, 2.0, int(2400 * fs))
-    x[1200000:1230000] += rng.normal(0, 80.0, 30000)
+    x[1200000:1230000] += muscle_noise(rng, 30000, fs, 80.0)
     acc = np.tile([0.0, 0.0, 1.0], (int(10 * afs), 1))   # only the first 10 s arrive
     p = Pipeline(DetectorConfig(), fs, afs)
     events = p.process_acc(acc, 0)
@@ -146,7 +149,7 @@ def test_cramp_running_at_end_of_stream_is_closed_truncated():
     fs = 1000.0
     rng = np.random.default_rng(4)
     x = rng.normal(0, 2.0, int(40 * fs))
-    x[20000:] += rng.normal(0, 100.0, 20000)          # contraction until the stream stops
+    x[20000:] += muscle_noise(rng, 20000, fs, 100.0)          # contraction until the stream stops
     p = Pipeline(DetectorConfig(), fs)
     events = p.process_emg(x, 0) + p.finish(truncated=True)
     ended = [e.episode for e in events if isinstance(e, EpisodeEnded)]
@@ -159,8 +162,8 @@ def test_emg_only_short_bursts_and_steady_contraction():
     rng = np.random.default_rng(6)
     x = rng.normal(0, 2.0, int(180 * fs))
     for t0 in range(10, 90, 20):                       # 3 s voluntary-like bursts: not cramps
-        x[t0 * 1000:(t0 + 3) * 1000] += rng.normal(0, 150.0, 3000)
-    x[120000:150000] += rng.normal(0, 60.0, 30000)     # 30 s sustained: a cramp
+        x[t0 * 1000:(t0 + 3) * 1000] += muscle_noise(rng, 3000, fs, 150.0)
+    x[120000:150000] += muscle_noise(rng, 30000, fs, 60.0)     # 30 s sustained: a cramp
     p = Pipeline(DetectorConfig(), fs)
     eps = [e.episode for e in p.process_emg(x, 0) + p.finish() if isinstance(e, EpisodeEnded)]
     assert [(round(e.onset_s), round(e.offset_s)) for e in eps] == [(120, 150)]
