@@ -88,6 +88,9 @@ class DetectorConfig:
     sustained_p10_ratio: float = _doc(
         "a bursty-looking window whose 10th percentile stays above this multiple of the floor "
         "is a fluctuating sustained contraction, not phasic bursts", default=10.0)
+    sustained_rhythm_max: float = _doc(
+        "... and whose envelope is less rhythmic than this (gait with background activity "
+        "between its bursts keeps a stride rhythm of 0.4-0.8)", default=0.4)
     upright_axis: str = _doc(
         "accelerometer axis along the shank ('x', 'y', 'z' or 'none'): gravity along it means "
         "standing, and no cramp onset is taken while upright (off by default: boards are "
@@ -142,6 +145,9 @@ class DetectorConfig:
     plm_series_bursts: int = _doc(
         "leg movements of 0.5-10 s, each 5-90 s after the last (AASM), that make a "
         "periodic-limb-movement series", default=4)
+    plm_max_tonic_s: float = _doc(
+        "a leg movement of a PLM series is a brief burst: a contraction that stayed tonic "
+        "longer than this (s) is not counted as one", default=3.0)
     plm_min_interval_s: float = _doc("shortest onset-to-onset interval in a PLM series (s)",
                                      default=5.0)
     plm_max_interval_s: float = _doc(

@@ -149,6 +149,7 @@ class Pipeline:
         self._onset_frame = None         # where that run's contraction began to rise
         self._run_last = None            # last frame of the current run
         self._run_moved = False          # the current run began with movement
+        self._run_tonic = 0              # tonic steps in the current run
         self._bursts = deque()           # (onset_s, end_s) of recent 0.5-10 s leg movements
         self._walk_steps = deque()       # times of recent rhythmic steps
         self._walk_last_s = -math.inf    # last step of the last walk
@@ -440,8 +441,9 @@ class Pipeline:
                     self._start_run(first + k0, r - S + 1 + k0, floor)
                     self._run_last = first + S - 1
                 offset_hint = (first + int(np.nonzero(above)[0][-1]) + 1) * self.frame_dt
-            if self._run_start is not None and label == "movement":
-                self._run_moved = True
+            if self._run_start is not None:
+                self._run_moved |= label == "movement"
+                self._run_tonic += label == "tonic"
             active = step_valid and step_med > run_thr
             min_dur = self._context(t_end, f, on_thr, grav[i])
             if (label == "tonic" and step_med < cfg.walk_override_ratio * floor
@@ -476,7 +478,8 @@ class Pipeline:
         then a quiet board's floor is assumed and the floor follows the signal
         from the first rest on."""
         f_hz = _ratio_to_hz(dms_uv2 / ms_uv2, self.emg_fs_hz) if ms_uv2 > 0 else math.nan
-        if f_hz < self.f_split_hz and level_uv > self.cfg.floor_start_uv:
+        if (math.isfinite(self.f_split_hz) and f_hz < self.f_split_hz
+                and level_uv > self.cfg.floor_start_uv):
             self.floor.start(self.cfg.floor_start_uv)
             log.info("the recording starts during a contraction (%.0f uV, RMS frequency "
                      "%.0f Hz): floor taken as %.1f uV until the first rest",
@@ -549,7 +552,7 @@ class Pipeline:
                 if motion < 0.5 * cfg.motion_max_g:
                     phasic = False
             elif (f["p10_uv"] >= cfg.sustained_p10_ratio * self.floor_uv
-                  and not rhythmic):
+                  and f["rhythm"] <= cfg.sustained_rhythm_max):
                 phasic = False
         if tonic_frac >= cfg.tonic_min_fraction and not phasic:
             if movement:
@@ -565,12 +568,15 @@ class Pipeline:
         self._run_start = frame
         self._onset_frame = self._trace_back(rel, frame, floor)
         self._run_moved = False
+        self._run_tonic = 0
 
     def _end_run(self, last_frame: int) -> None:
         """An activity run ended: remember it if it was a leg movement (0.5-10 s,
-        the envelope's smoothing taken off) for the PLM series rule."""
+        the envelope's smoothing taken off; a brief burst, not a contraction that
+        stayed tonic for more than plm_max_tonic_s) for the PLM series rule."""
         dur_s = (last_frame + 1 - self._run_start) * self.frame_dt - self.cfg.rms_window_s
-        if 0.5 <= dur_s <= 10.0:
+        tonic_s = self._run_tonic * self.step_n * self.frame_dt
+        if 0.5 <= dur_s <= 10.0 and tonic_s <= self.cfg.plm_max_tonic_s:
             self._bursts.append((self._run_start * self.frame_dt, (last_frame + 1) * self.frame_dt))
         self._run_start = None
         self._run_moved = False

@@ -87,6 +87,13 @@ def _walking(muscle):
     return np.array([float(r[muscle]) for r in rows])
 
 
+def _white(rng, n, fs, rms_uv):
+    from scipy import signal
+    sos = signal.butter(4, [20.0, min(450.0, 0.45 * fs)], "bandpass", fs=fs, output="sos")
+    y = signal.sosfilt(sos, rng.normal(0.0, 1.0, n + 2000))[2000:]
+    return rms_uv * y / y.std()
+
+
 @needs_shared
 @pytest.mark.parametrize("muscle", ["GM", "GL", "SO"])
 def test_real_walking_calf_bursts_are_phasic_not_cramps(muscle):
@@ -99,3 +106,61 @@ def test_real_walking_calf_bursts_are_phasic_not_cramps(muscle):
     lab = p.trace()["label"]
     active = lab != LABELS.index("rest")
     assert np.mean(lab[active] == LABELS.index("phasic")) >= 0.8
+
+
+@needs_shared
+def test_real_walking_bouts_emg_only_are_never_cramps():
+    """20 bouts of real lower-leg walking EMG (GM, GL, SO, PL: 20-90 s, starting
+    anywhere in the stride, with or without quiet time around them), EMG only:
+    none is a cramp, at the default minimum duration and at 5 s."""
+    rng = np.random.default_rng(12)
+    reported = 0
+    for k in range(20):
+        w = _walking(("GM", "GL", "SO", "PL")[k % 4])
+        dur_s = int(rng.integers(20, 91))
+        start = int(rng.integers(0, len(w)))
+        x = np.tile(np.roll(w, -start), dur_s * 1000 // len(w) + 1)[:dur_s * 1000]
+        pad_s = (0, 10, 60)[k % 3]
+        if pad_s:
+            quiet = _white(rng, pad_s * 1000, 1000.0, 3.0)
+            x = np.concatenate([quiet, x + _white(rng, len(x), 1000.0, 3.0), quiet])
+        for cfg in (DetectorConfig(), DetectorConfig(min_duration_s=5.0)):
+            p = Pipeline(cfg, 1000.0, keep_trace=False)
+            reported += sum(isinstance(e, EpisodeEnded) for e in p.process_emg(x, 0) + p.finish())
+    assert reported == 0
+
+
+@needs_shared
+@pytest.mark.parametrize("seed", [0, 1])
+def test_real_holds_in_one_recording_with_a_floor_that_steps(seed):
+    """Nine 6-8 s holds (real TA EMG of elderly_isometric, random subjects and
+    excerpts) 10-20 s apart in one recording, the floor stepping x0.5-x2 after
+    every hold (contact pressure): each hold is its own episode (>= 8 of 9) and
+    no episode outlasts its hold by more than 3 s (``min_duration_s=5``)."""
+    rng = np.random.default_rng(seed)
+    fs = 2000.0
+    parts, truth, t, floor_uv = [], [], 0.0, rng.uniform(2.0, 8.0)
+    for _ in range(9):
+        rest_s = rng.uniform(10.0, 20.0)
+        parts.append(_white(rng, int(rest_s * fs), fs, floor_uv))
+        t += rest_s
+        d = np.load(os.path.join(SHARED, "elderly_isometric",
+                                 f"subject{int(rng.integers(1, 21)):02d}.npz"))
+        hold_s = rng.uniform(6.0, 8.0)
+        n = int(hold_s * fs)
+        a = int(rng.integers(0, len(d["emg_uv_ta_task"]) - n))
+        parts.append(d["emg_uv_ta_task"][a:a + n, 2].astype(np.float64)
+                     + _white(rng, n, fs, floor_uv))
+        truth.append((t, t + hold_s))
+        t += hold_s
+        floor_uv *= rng.uniform(0.5, 2.0)
+    parts.append(_white(rng, int(15 * fs), fs, floor_uv))
+    p = Pipeline(DetectorConfig(min_duration_s=5.0), fs, keep_trace=False)
+    eps = [(e.episode.onset_s, e.episode.offset_s)
+           for e in p.process_emg(np.concatenate(parts), 0) + p.finish()
+           if isinstance(e, EpisodeEnded)]
+    found = [any(min(b, tb) > max(a, ta) for a, b in eps) for ta, tb in truth]
+    assert sum(found) >= 8, (eps, truth)
+    for a, b in eps:
+        hold = [(ta, tb) for ta, tb in truth if min(b, tb) > max(a, ta)]
+        assert len(hold) == 1 and b - hold[0][1] < 3.0, (a, b, hold)

@@ -67,15 +67,22 @@ def load_config(config_path: str | None, overrides: list[str] | None) -> Detecto
 
 def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
                   acc: str | None = None, progress: bool | None = None,
-                  block_s: float = 300.0, on_event=None) -> RunResult:
-    """Replay one recording through the pipeline as fast as possible."""
+                  block_s: float = 300.0, on_event=None, keep_trace: bool = False) -> RunResult:
+    """Replay one recording through the pipeline as fast as possible.
+
+    ``keep_trace``: keep the per-step features (``RunResult.trace``, for the
+    per-minute summaries of ``replay --db``); off, memory stays flat however
+    long the recording."""
     if progress is None:
         progress = sys.stderr.isatty()
     t0 = time.perf_counter()
     with open_recording(path, emg=emg, acc=acc) as reader:
         acc_fs = reader.acc.fs_hz if reader.acc is not None else None
+        # the reader yields each stream in blocks: wait for the accelerometer as long
+        # as a block (a live stream waits 2 s at most)
         pipe = Pipeline(cfg, emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs,
-                        confidence_model=load_model())
+                        confidence_model=load_model(), keep_trace=keep_trace,
+                        acc_wait_s=block_s + 1.0)
         res = RunResult(path=str(path), channel=reader.emg.channels[0],
                         start_time=reader.start_time, duration_s=reader.duration_s,
                         emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs)
@@ -104,12 +111,15 @@ def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
             bar.close()
     if pipe.samples_seen == 0:
         raise SignalError(f"{path}: channel {res.channel!r} holds no samples", channel=res.channel)
-    if pipe._emg_nan >= pipe.samples_seen:
+    if pipe.nan_samples >= pipe.samples_seen:
         raise SignalError(f"{path}: channel {res.channel!r} is NaN throughout", channel=res.channel)
     if pipe.is_flat:
         raise SignalError(f"{path}: channel {res.channel!r} is flat (one constant value) "
                           "throughout: check the electrodes and the channel choice (--emg)",
                           channel=res.channel)
+    if pipe.nan_samples:
+        log.warning("%s: %d EMG samples of channel %r were NaN or infinite: taken as no data",
+                    path, pipe.nan_samples, res.channel)
     res.trace = pipe.trace()
     res.wall_s = time.perf_counter() - t0
     return res

@@ -39,7 +39,7 @@ def run(args) -> int:
     acc = parse_acc_labels(args.acc)
     records = []
     for path in args.files:
-        res = run_recording(path, cfg, emg=args.emg, acc=acc)
+        res = run_recording(path, cfg, emg=args.emg, acc=acc, keep_trace=bool(args.db))
         recs = res.episode_records()
         records.extend(recs)
         if not args.quiet:
