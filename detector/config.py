@@ -15,15 +15,16 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from dataclasses import dataclass, field, fields
 
+from crampwatch._validate import check_number, check_text, read_toml
 from crampwatch.errors import ConfigError
 
 
-def _doc(text: str, **kw):
-    return field(metadata={"doc": text}, **kw)
+def _doc(text: str, lo=None, hi=None, lo_open: bool = False, **kw):
+    """A documented field; numbers carry their allowed range (checked at load)."""
+    return field(metadata={"doc": text, "lo": lo, "hi": hi, "lo_open": lo_open}, **kw)
 
 
 @dataclass(frozen=True)
@@ -32,152 +33,159 @@ class DetectorConfig:
 
     # --- filters ---------------------------------------------------------------
     band_low_hz: float = _doc("EMG band-pass lower edge (Hz); removes motion artifact and drift",
-                              default=20.0)
+                              default=20.0, lo=0, hi=1000, lo_open=True)
     band_high_hz: float = _doc("EMG band-pass upper edge (Hz); clipped to 0.45 x sample rate",
-                               default=450.0)
-    band_order: int = _doc("Butterworth order of each band-pass edge", default=4)
+                               default=450.0, lo=0, hi=20000, lo_open=True)
+    band_order: int = _doc("Butterworth order of each band-pass edge", default=4, lo=1, hi=10)
     mains_hz: str = _doc("mains notch: '50', '60', 'auto' (both families) or 'off'",
                          default="auto")
-    notch_width_hz: float = _doc("-3 dB width of each mains notch (Hz)", default=2.0)
+    notch_width_hz: float = _doc("-3 dB width of each mains notch (Hz)", default=2.0, lo=0, hi=20, lo_open=True)
     # --- envelope and framing ----------------------------------------------------
-    frame_s: float = _doc("frame hop of the envelope (s)", default=0.05)
-    rms_window_s: float = _doc("RMS envelope window (s)", default=0.25)
-    step_s: float = _doc("decision step: how often a window is classified (s)", default=1.0)
-    window_s: float = _doc("classification window, trailing (s)", default=2.0)
-    rhythm_window_s: float = _doc("window for rhythm (periodic burst) detection (s)", default=6.0)
+    frame_s: float = _doc("frame hop of the envelope (s)", default=0.05, lo=0.005, hi=1)
+    rms_window_s: float = _doc("RMS envelope window (s)", default=0.25, lo=0.01, hi=10)
+    step_s: float = _doc("decision step: how often a window is classified (s)", default=1.0, lo=0.05, hi=10)
+    window_s: float = _doc("classification window, trailing (s)", default=2.0, lo=0.1, hi=60)
+    rhythm_window_s: float = _doc("window for rhythm (periodic burst) detection (s)", default=6.0, lo=0.5, hi=120)
     # --- adaptive baseline -------------------------------------------------------
     floor_start_uv: float = _doc(
         "floor assumed when a recording starts during a contraction (uV RMS); otherwise the "
-        "first second's level is the first estimate", default=2.0)
+        "first second's level is the first estimate", default=2.0, lo=0, hi=1000, lo_open=True)
     floor_min_uv: float = _doc("the noise floor is never taken lower than this (uV RMS)",
-                               default=0.5)
+                               default=0.5, lo=0, hi=1000, lo_open=True)
     floor_up_s: float = _doc("fastest doubling time of the floor estimate while resting (s)",
-                             default=20.0)
+                             default=20.0, lo=0, hi=3600, lo_open=True)
     floor_down_s: float = _doc("time constant of the floor falling to a quieter level (s)",
-                               default=2.0)
+                               default=2.0, lo=0, hi=3600, lo_open=True)
     floor_window_s: float = _doc(
-        "look-back of resting steps whose 20th percentile the floor rises to (s)", default=30.0)
+        "look-back of resting steps whose 20th percentile the floor rises to (s)", default=30.0, lo=1, hi=3600)
     # --- activity thresholds -----------------------------------------------------
     on_ratio: float = _doc("EMG counts as contracting above this multiple of the floor",
-                           default=3.0)
+                           default=3.0, lo=1, hi=100)
     muscle_on_ratio: float = _doc(
         "... or above this multiple where the spectrum shows the added power is muscle "
-        "(RMS frequency well below white noise's; bands reaching 400 Hz)", default=2.0)
+        "(RMS frequency well below white noise's; bands reaching 400 Hz)", default=2.0, lo=1, hi=100)
     on_min_uv: float = _doc(
         "... and above this absolute RMS level (uV): a cramp recruits many motor units; below "
         "it the EMG is a few low-threshold units (resting tone), under ~5 % of a calf's "
-        "maximal EMG", default=10.0)
+        "maximal EMG", default=10.0, lo=0, hi=10000)
     off_ratio: float = _doc(
         "an episode continues while EMG stays above this multiple of the floor (scaled by "
-        "muscle_on_ratio / on_ratio where the spectrum shows muscle)", default=2.0)
+        "muscle_on_ratio / on_ratio where the spectrum shows muscle)", default=2.0, lo=1, hi=100)
     # --- tonic-versus-phasic decision --------------------------------------------
     tonic_min_fraction: float = _doc(
         "fraction of envelope frames above the off-threshold (with the window median above the "
-        "on-threshold) for a window to be tonic", default=0.9)
+        "on-threshold) for a window to be tonic", default=0.9, lo=0, hi=1)
     modulation_min: float = _doc(
         "10th/90th percentile ratio of the envelope in a window; lower = bursty (phasic)",
-        default=0.35)
+        default=0.35, lo=0, hi=1)
     rhythm_max: float = _doc(
         "envelope autocorrelation peak (0.4-2.5 s lags) above which a window is rhythmic (walking)",
-        default=0.6)
+        default=0.6, lo=0, hi=1)
     motion_max_g: float = _doc(
         "dynamic acceleration (g, window mean) above which a window is movement, not a cramp onset",
-        default=0.05)
+        default=0.05, lo=0, hi=16, lo_open=True)
     posture_change_max_deg: float = _doc(
-        "posture change across a window (degrees) above which it is movement", default=20.0)
+        "posture change across a window (degrees) above which it is movement", default=20.0, lo=0, hi=180)
     sustained_p10_ratio: float = _doc(
         "a bursty-looking window whose 10th percentile stays above this multiple of the floor "
-        "is a fluctuating sustained contraction, not phasic bursts", default=10.0)
+        "is a fluctuating sustained contraction, not phasic bursts", default=10.0, lo=1, hi=1000)
     sustained_rhythm_max: float = _doc(
         "... and whose envelope is less rhythmic than this (gait with background activity "
-        "between its bursts keeps a stride rhythm of 0.4-0.8)", default=0.4)
+        "between its bursts keeps a stride rhythm of 0.4-0.8)", default=0.4, lo=0, hi=1)
     upright_axis: str = _doc(
         "accelerometer axis along the shank ('x', 'y', 'z' or 'none'): gravity along it means "
         "standing, and no cramp onset is taken while upright (off by default: boards are "
         "strapped on differently; walking context does this job)", default="none")
     upright_max_deg: float = _doc(
-        "gravity within this angle of the shank axis counts as upright (degrees)", default=40.0)
+        "gravity within this angle of the shank axis counts as upright (degrees)", default=40.0, lo=0, hi=90)
     hum_max_ratio: float = _doc(
         "mains hum power / EMG power above which a window is mains-dominated (artifact)",
-        default=3.0)
+        default=3.0, lo=0, hi=1000000.0, lo_open=True)
     hum_min_uv: float = _doc(
         "... and the hum is above this RMS level (uV): smaller hum is removed by the notches "
-        "and leaves the signal usable", default=100.0)
+        "and leaves the signal usable", default=100.0, lo=0, hi=1000000.0)
     drift_max_uv: float = _doc(
         "low-frequency swing of the raw EMG (uV, std of 50 ms means over a window) above which "
-        "a window is artifact (motion, pop, lead-off)", default=500.0)
+        "a window is artifact (motion, pop, lead-off)", default=500.0, lo=0, hi=1000000.0, lo_open=True)
     muscle_max_hz: float = _doc(
         "highest RMS frequency of surface muscle EMG (Hz; 112-158 Hz in the real holds): "
         "added power whose RMS frequency lies well above it, towards white noise, is broadband "
         "noise of a loose electrode, not a contraction (used where the band reaches 400 Hz)",
-        default=160.0)
+        default=160.0, lo=0, hi=1000, lo_open=True)
     acc_wait_s: float = _doc(
         "longest wait for accelerometer samples before a step is decided without them (s)",
-        default=2.0)
+        default=2.0, lo=0, hi=3600)
     # --- episodes -------------------------------------------------------------------
-    min_duration_s: float = _doc("minimum cramp duration (s)", default=10.0)
+    min_duration_s: float = _doc("minimum cramp duration (s)", default=10.0, lo=0.5, hi=3600)
     candidate_tonic_fraction: float = _doc(
         "share of a candidate's decision steps that must be tonic before it is confirmed",
-        default=0.75)
+        default=0.75, lo=0, hi=1)
     max_gap_s: float = _doc("a candidate survives non-tonic interruptions up to this long (s)",
-                            default=2.5)
+                            default=2.5, lo=0, hi=600)
     end_gap_s: float = _doc("an episode ends after EMG stays below the off-threshold this long (s)",
-                            default=2.0)
-    merge_gap_s: float = _doc("episodes separated by less than this are merged (s)", default=5.0)
+                            default=2.0, lo=0, hi=600)
+    merge_gap_s: float = _doc("episodes separated by less than this are merged (s)", default=5.0, lo=0, hi=3600)
     end_level_fraction: float = _doc(
         "an episode also ends when its EMG stays below this fraction of its own level (its "
-        "median so far) for end_gap_s; the level left behind becomes the floor", default=0.2)
+        "median so far) for end_gap_s; the level left behind becomes the floor", default=0.2, lo=0, hi=1)
     movement_bridge_s: float = _doc(
         "movement with sustained EMG (grabbing the foot, kicking) neither starts nor breaks a "
-        "candidate cramp for up to this long (s)", default=5.0)
+        "candidate cramp for up to this long (s)", default=5.0, lo=0, hi=60)
     onset_ratio: float = _doc(
         "an onset is traced back to where the envelope last rose above this multiple of the floor",
-        default=1.5)
+        default=1.5, lo=1, hi=100)
     walk_steps: int = _doc(
-        "rhythmic bursts (steps) within walk_window_s that make walking", default=3)
-    walk_window_s: float = _doc("look-back for the steps of walking (s)", default=20.0)
+        "rhythmic bursts (steps) within walk_window_s that make walking", default=3, lo=1, hi=100)
+    walk_window_s: float = _doc("look-back for the steps of walking (s)", default=20.0, lo=1, hi=600)
     walk_context_s: float = _doc(
         "after walking, no cramp onset is taken while the leg keeps its walking posture (with "
         "an accelerometer, at most this long) or, without one, for this long (s)",
-        default=300.0)
+        default=300.0, lo=0, hi=86400)
     walk_override_ratio: float = _doc(
-        "... except for contractions stronger than this multiple of the floor", default=15.0)
+        "... except for contractions stronger than this multiple of the floor", default=15.0, lo=1, hi=10000.0)
     plm_series_bursts: int = _doc(
         "leg movements of 0.5-10 s, each 5-90 s after the last (AASM), that make a "
-        "periodic-limb-movement series", default=4)
+        "periodic-limb-movement series", default=4, lo=2, hi=100)
     plm_max_tonic_s: float = _doc(
         "a leg movement of a PLM series is a brief burst: a contraction that stayed tonic "
-        "longer than this (s) is not counted as one", default=3.0)
+        "longer than this (s) is not counted as one", default=3.0, lo=0, hi=60)
     plm_min_interval_s: float = _doc("shortest onset-to-onset interval in a PLM series (s)",
-                                     default=5.0)
+                                     default=5.0, lo=0, hi=600)
     plm_max_interval_s: float = _doc(
         "longest onset-to-onset interval in a PLM series; the series is over this long after "
-        "its last movement (s)", default=90.0)
+        "its last movement (s)", default=90.0, lo=1, hi=3600)
     plm_min_duration_s: float = _doc(
         "minimum cramp duration while a PLM series is going on (s); AASM bursts last <= 10 s",
-        default=15.0)
+        default=15.0, lo=0, hi=3600)
     onset_lookback_s: float = _doc(
-        "how far back the onset of a confirmed episode is searched for (s)", default=15.0)
+        "how far back the onset of a confirmed episode is searched for (s)", default=15.0, lo=0, hi=600)
 
     # ------------------------------------------------------------------------------
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-                raise ConfigError(f"config {f.name}={v}: must not be negative", key=f.name)
+            if hints[f.name] in (int, float):
+                md = f.metadata
+                value = check_number(f.name, getattr(self, f.name), md.get("lo"), md.get("hi"),
+                                     type=hints[f.name], lo_open=md.get("lo_open", False))
+                object.__setattr__(self, f.name, value)
         if self.mains_hz not in ("50", "60", "auto", "off"):
             raise ConfigError(f"config mains_hz={self.mains_hz!r}: use 50, 60, auto or off",
                               key="mains_hz")
         if self.upright_axis not in ("x", "y", "z", "none"):
             raise ConfigError(f"config upright_axis={self.upright_axis!r}: use x, y, z or none",
                               key="upright_axis")
-        if self.band_low_hz <= 0 or self.band_high_hz <= self.band_low_hz:
+        if self.band_high_hz <= self.band_low_hz:
             raise ConfigError(
                 f"config band_low_hz={self.band_low_hz}, band_high_hz={self.band_high_hz}: "
                 "need 0 < band_low_hz < band_high_hz", key="band_low_hz")
-        for name in ("frame_s", "rms_window_s", "step_s", "window_s", "min_duration_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"config {name} must be > 0", key=name)
+        if self.off_ratio > self.on_ratio:
+            raise ConfigError(f"config off_ratio={self.off_ratio} must not exceed "
+                              f"on_ratio={self.on_ratio}", key="off_ratio")
+        if self.plm_max_interval_s < self.plm_min_interval_s:
+            raise ConfigError(f"config plm_max_interval_s={self.plm_max_interval_s} must not be "
+                              f"below plm_min_interval_s={self.plm_min_interval_s}",
+                              key="plm_max_interval_s")
 
     # ------------------------------------------------------------------------------
     @classmethod
@@ -198,14 +206,15 @@ class DetectorConfig:
         """Build from a mapping of names to values (strings are converted)."""
         base = base or cls()
         hints = typing.get_type_hints(cls)
-        known = {f.name for f in fields(cls)}
+        meta = {f.name: f.metadata for f in fields(cls)}
+        known = set(meta)
         values = {}
         for key, raw in mapping.items():
             if key not in known:
                 close = [k for k in known if key.split("_")[0] in k][:5]
                 hint = f" (did you mean: {', '.join(sorted(close))}?)" if close else ""
                 raise ConfigError(f"{where}: unknown parameter {key!r}{hint}", key=key)
-            values[key] = _convert(key, raw, hints[key], where)
+            values[key] = _convert(key, raw, hints[key], where, meta[key])
         return dataclasses.replace(base, **values)
 
     def with_overrides(self, assignments: list[str] | None) -> "DetectorConfig":
@@ -221,37 +230,20 @@ class DetectorConfig:
     @classmethod
     def from_toml(cls, path: str, base: "DetectorConfig | None" = None) -> "DetectorConfig":
         """Read ``[detector]`` (or the top level) of a TOML file."""
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: no such config file") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        data = read_toml(path)
         section = data.get("detector", {k: v for k, v in data.items()
                                         if not isinstance(v, dict)})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: [detector] must be a table")
         return cls.from_mapping(section, base=base, where=path)
 
 
-def _convert(key: str, raw, typ, where: str):
-    try:
-        if typ is str:
-            return str(raw)
-        if typ is int:
-            if isinstance(raw, float) and not raw.is_integer():
-                raise ValueError
-            return int(raw)
-        if typ is float:
-            return float(raw)
-        if typ is bool:
-            if isinstance(raw, str):
-                if raw.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if raw.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError
-            return bool(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {key}={raw!r} is not a valid {typ.__name__}",
-                          key=key) from exc
+def _convert(key: str, raw, typ, where: str, meta):
+    if typ in (int, float):
+        return check_number(key, raw, meta.get("lo"), meta.get("hi"), type=typ,
+                            lo_open=meta.get("lo_open", False), where=where)
+    if typ is str:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            raw = f"{raw:g}"                # mains_hz = 50 in TOML
+        return check_text(key, raw, max_len=64, where=where)
     return raw

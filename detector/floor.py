@@ -37,8 +37,6 @@ from __future__ import annotations
 import math
 from collections import deque
 
-import numpy as np
-
 
 class FloorTracker:
     """Adaptive resting floor (uV RMS), see the module docstring.
@@ -86,7 +84,7 @@ class FloorTracker:
         if resting:
             self._rest.append(x)
             if len(self._rest) >= 3:
-                target = float(np.percentile(self._rest, 20))
+                target = _percentile20(self._rest)
                 if target > f:
                     f = min(target, f * self._up)
         self.floor_uv = max(f, self.floor_min_uv)
@@ -99,3 +97,12 @@ class FloorTracker:
         self._rest.clear()
         self._rest.append(self.floor_uv)
         return self.floor_uv
+
+
+def _percentile20(values) -> float:
+    """The 20th percentile (linear interpolation, as numpy's default) of a few values."""
+    v = sorted(values)
+    pos = 0.2 * (len(v) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)

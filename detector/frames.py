@@ -116,6 +116,16 @@ class AccFrames:
         self._buf[:size, 4] += np.bincount(rel, minlength=size)
         self._buf[:size, 5] += np.bincount(rel, weights=(~bad).astype(np.float64), minlength=size)
 
+    def skip_to(self, frame: int) -> None:
+        """Forget frames before ``frame`` (after a long EMG gap), without
+        allocating for them."""
+        n = frame - self.next_frame
+        if n <= 0:
+            return
+        self._buf = self._buf[n:] if n < len(self._buf) else np.zeros((0, 6))
+        self.next_frame = frame
+        self.covered_frame = max(self.covered_frame, frame)
+
     def pop_ready(self, upto_frame: int) -> np.ndarray:
         """Per frame ``(n, 5)``: gravity x, y, z and dynamic (means, g) and the
         share of good samples (0 where the sensor failed or was silent), for

@@ -88,6 +88,10 @@ class Pipeline:
     trace).
     """
 
+    LONG_GAP_S = 60.0
+    """Gaps longer than this restart detection after them (shorter ones are
+    decided as ``nodata`` steps)."""
+
     def __init__(self, config: DetectorConfig | None = None, emg_fs_hz: float = 1000.0,
                  acc_fs_hz: float | None = None, keep_trace: bool = True,
                  confidence_model=None, acc_wait_s: float | None = None):
@@ -285,12 +289,31 @@ class Pipeline:
         start_frame = self._pending_first + len(self._pending["ms_uv2"])
         resume_frame = -(-first_index // self.hop_n)
         n = max(0, resume_frame - start_frame)
-        if n:
+        if n * self.frame_dt > self.LONG_GAP_S:
+            events += self._jump(resume_frame)
+        elif n:
             z = np.zeros(n)
             self._append_pending(start_frame, {k: z for k in _FRAME_KEYS}, np.zeros(n))
         self.emg_filter.reset()
         self.emg_frames.reset_to(first_index)
         return events + self._advance()
+
+    def _jump(self, resume_frame: int) -> list:
+        """A long gap: an episode under way is closed (``truncated``: the gap cut
+        it), and detection restarts after the gap with a fresh history, so a gap
+        of any length costs neither memory nor time; the floor is kept."""
+        events = self.assembler.finish(self._final * self.frame_dt, truncated=True)
+        self._hist = None
+        self._pending = {k: np.zeros(0) for k in self._pending}
+        self._pending_first = self._final = resume_frame
+        S = self.step_n
+        first_end = resume_frame + self.window_n - 1
+        self._next_step_end = first_end + (S - 1 - first_end) % S
+        self._run_start = None
+        self._run_moved, self._run_tonic = False, 0
+        if self.acc_frames is not None:
+            self.acc_frames.skip_to(resume_frame)
+        return events
 
     def _append_pending(self, first_frame: int, fr: dict, valid: np.ndarray) -> None:
         if len(self._pending["ms_uv2"]) == 0:

@@ -12,9 +12,19 @@ disk: fewer records than the header says, or a partial last record), and
 edfio loads a whole signal to hand out any of it; here a truncated file is
 read up to its last whole record with a logged warning, memory stays flat
 (no memory map either: touched pages of a map count as resident memory), one
-code path serves 16-bit EDF and 24-bit BDF, and a corrupt header gets an error
-naming the field and its byte offset.  Files written by pyedflib and edfio are
-read back in the tests.
+code path serves 16-bit EDF and 24-bit BDF, and every header field is checked
+against the format (``_edf_header``): a damaged one gets one error naming the
+file, the field, the signal, its byte offset and the value.  Memory never
+follows what a header claims: records are read 8 MiB at a time, a record
+larger than that a slice of the chosen signals at a time.  Only regular files
+are read (a FIFO is refused, never waited on).  Files written by pyedflib and
+edfio, and a real sleep-lab file (Nox A1, non-ASCII labels), are read back in
+the tests.
+
+Without ``--emg`` the EMG channel is a label containing "EMG" or, in a
+polysomnography file, a leg channel ("Right Leg", "LAT"/"RAT", "Tib"...):
+see :func:`choose_emg_channel`.  EMG is read at 200-4000 Hz, accelerometers
+at 20-200 Hz.
 
 EDF stores the local clock time of the start without a time zone; crampwatch
 treats it as UTC (what ``write_edf`` stores), so ``start_time`` is a
@@ -35,13 +45,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from crampwatch.firmware_bridge.readers import sniff_format
+from crampwatch.firmware_bridge._edf_header import (
+    BYTES_PER_SAMPLE,
+    parse_fixed,
+    parse_signals,
+)
+from crampwatch.firmware_bridge.readers import format_of_head, open_regular
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent, StreamInfo
 
 from crampwatch.errors import ChannelNotFoundError, InputFileError, UnitError
 
 __all__ = [
     "EdfRecording",
+    "choose_emg_channel",
     "EdfWriteResult",
     "open_edf",
     "write_edf",
@@ -107,99 +123,33 @@ def acc_unit_factor(unit: str) -> float | None:
     return _ACC_UNITS.get(_unit_key(unit))
 
 
-# --------------------------------------------------------------------------- header
+# --------------------------------------------------------------------------- limits
 
-
-@dataclass
-class _Signal:
-    index: int
-    label: str
-    transducer: str
-    dimension: str
-    phys_min: float
-    phys_max: float
-    dig_min: int
-    dig_max: int
-    prefilter: str
-    spr: int  # samples per record
-    byte_offset: int = 0  # offset of this signal inside a record, bytes
-
-    @property
-    def is_annotation(self) -> bool:
-        return self.label.strip() in ("EDF Annotations", "BDF Annotations")
-
-    def gain_offset(self):
-        span = self.dig_max - self.dig_min
-        gain = (self.phys_max - self.phys_min) / span
-        return gain, self.phys_min - gain * self.dig_min
-
-
-def _field(path, raw: bytes, offset: int, width: int, name: str) -> str:
-    chunk = raw[offset : offset + width]
-    if len(chunk) < width:
-        raise InputFileError(
-            f"{path}: header ends inside field {name!r} at byte {offset} "
-            f"(file too short for an EDF header)",
-            path=path,
-            offset=offset,
-        )
-    try:  # EDF says ASCII; in the wild a unit like "µV" comes as UTF-8 or as latin-1
-        return chunk.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return chunk.decode("latin-1").strip()
-
-
-def _num(path, raw, offset, width, name, kind=float):
-    text = _field(path, raw, offset, width, name)
-    try:
-        value = kind(text) if kind is float else int(float(text))
-        if kind is int and float(text) != int(float(text)):
-            raise ValueError
-    except ValueError:
-        raise InputFileError(
-            f"{path}: header field {name!r} at byte {offset} is {text!r}, "
-            f"not a number (corrupt header)",
-            path=path,
-            offset=offset,
-        ) from None
-    if not math.isfinite(value):
-        raise InputFileError(
-            f"{path}: header field {name!r} at byte {offset} is {text!r} (corrupt header)",
-            path=path,
-            offset=offset,
-        )
-    return value
-
-
-def _parse_start(path, date_s: str, time_s: str, recording_field: str) -> datetime:
-    try:
-        dd, mm, yy = (int(x) for x in date_s.split("."))
-        hh, mi, ss = (int(x) for x in time_s.replace(":", ".").split("."))
-    except ValueError:
-        raise InputFileError(
-            f"{path}: header start date/time {date_s!r} {time_s!r} at byte 168 "
-            f"is not dd.mm.yy hh.mm.ss (corrupt header)",
-            path=path,
-            offset=168,
-        ) from None
-    year = 1900 + yy if yy >= 85 else 2000 + yy
-    m = re.search(r"Startdate\s+\d{2}-[A-Za-z]{3}-(\d{4})", recording_field)
-    if m:  # EDF+ carries the 4-digit year in the recording field
-        year = int(m.group(1))
-    try:
-        return datetime(year, mm, dd, hh, mi, ss, tzinfo=timezone.utc)
-    except ValueError:
-        raise InputFileError(
-            f"{path}: header start date/time {date_s!r} {time_s!r} at byte 168 "
-            f"is not a valid date (corrupt header)",
-            path=path,
-            offset=168,
-        ) from None
+EMG_FS_RANGE_HZ = (200.0, 4000.0)
+ACC_FS_RANGE_HZ = (20.0, 200.0)
+# bytes of data records read at a time; a record larger than this is read a
+# slice of the chosen signals at a time, so memory never follows a header's claims
+READ_CHUNK_BYTES = 8 << 20
+# a record's time-keeping annotation is its first TAL: a few dozen bytes
+TIME_KEEPING_BYTES = 1024
+# onsets (EDF+ time keeping and annotations) beyond this are damage: ~31 years
+MAX_ONSET_S = 1e9
 
 
 # --------------------------------------------------------------------------- channels
 
-_ACC_RE = re.compile(r"^acc(?:el(?:erometer|eration)?)?[\s_\-.]*([xyz])$")
+_ACC_RE = re.compile(
+    r"^(?:acc(?:el(?:erometer|eration)?)?[\s_\-.]*(?P<a>[xyz])"
+    r"|(?P<b>[xyz])[\s_\-.]*axis"
+    r"|axis[\s_\-.]*(?P<c>[xyz]))$"
+)
+# PSG leg EMG: "Leg", "Right Leg", "LLEG", "Leg/R", "LAT", "RAT2", "Tib L", "Tibialis R"
+_LEG_TOKEN = re.compile(r"^(?:[lr]?legs?[lr12]?|[lr]at[12]?|tib\w*)$")
+_RIGHT_TOKEN = re.compile(r"^(?:right|r|rt|droite?|rechts?|derech[oa]|dx|rlegs?\d?|rat\d?|"
+                          r"legs?r|tib\w*r)$")
+_IMPEDANCE = re.compile(r"(?<![a-z])imp")            # "Imp", "Impedance", "Impédance", "(Imp)"
+_CHIN_TOKEN = re.compile(r"^(?:chin\d*|submental|subm|ment\w*)$")
+_CALF_TOKEN = re.compile(r"^(?:calf|calves|gastro\w*|soleus|sol)$")
 
 
 def _norm(label: str) -> str:
@@ -208,6 +158,70 @@ def _norm(label: str) -> str:
 
 def _squash(label: str) -> str:
     return re.sub(r"[\s_\-.]+", "", label.strip().lower())
+
+
+def _tokens(label: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", label.lower())
+
+
+def _is_impedance(label: str) -> bool:
+    return bool(_IMPEDANCE.search(label.lower()))
+
+
+def _is_leg(label: str) -> bool:
+    return any(_LEG_TOKEN.match(t) for t in _tokens(label))
+
+
+def _is_right(label: str) -> bool:
+    return any(_RIGHT_TOKEN.match(t) for t in _tokens(label))
+
+
+def choose_emg_channel(labels: list[str]) -> tuple[int, str] | None:
+    """Index of the EMG channel to read when none is named, and why; None if none fits.
+
+    The rule, in order (impedance channels, "Imp"/"Impédance", never count):
+
+    1. a label containing "EMG" with a calf or leg word ("calf", "gastro...",
+       "soleus", or a leg word below), right leg first;
+    2. a polysomnography leg channel: a label with a word like "Leg", "LLEG",
+       "Leg/R", "LAT"/"RAT" (left/right anterior tibialis) or "Tib...": the first
+       right-leg one ("Right", "R", "RLEG", "RAT", "droite", ...), else the first;
+    3. the first label containing "EMG" that is not a chin (submental) EMG;
+    4. the first label containing "EMG" (a chin EMG: better than nothing).
+
+    Leg channels come before a bare "EMG" because in a sleep-lab file that is
+    the chin.  The right leg is preferred only to make the choice
+    deterministic: PSG files record both legs, crampwatch follows one channel;
+    ``--emg`` names the other.
+
+    Examples
+    --------
+    >>> choose_emg_channel(["EEG C3", "Left Leg", "Right Leg", "Jambe droite Imp"])
+    (2, 'PSG leg channel (right leg preferred)')
+    >>> choose_emg_channel(["EMG", "LAT", "RAT"])
+    (2, 'PSG leg channel (right leg preferred)')
+    >>> choose_emg_channel(["EMG calf", "Acc X"])
+    (0, "label contains 'EMG' and a leg word")
+    """
+    usable = [(i, lab) for i, lab in enumerate(labels) if not _is_impedance(lab)]
+    emg = [(i, lab) for i, lab in usable if "emg" in lab.lower()]
+    legs = [(i, lab) for i, lab in usable if _is_leg(lab)]
+
+    def right_first(cands):
+        return next(((i, lab) for i, lab in cands if _is_right(lab)), cands[0])
+
+    emg_legs = [c for c in emg if _is_leg(c[1]) or any(_CALF_TOKEN.match(t)
+                                                       for t in _tokens(c[1]))]
+    if emg_legs:
+        return right_first(emg_legs)[0], "label contains 'EMG' and a leg word"
+    if legs:
+        return right_first(legs)[0], "PSG leg channel (right leg preferred)"
+    not_chin = [c for c in emg if not any(_CHIN_TOKEN.match(t) for t in _tokens(c[1]))]
+    if not_chin:
+        return not_chin[0][0], "label contains 'EMG'"
+    if emg:
+        return emg[0][0], "label contains 'EMG' (a chin EMG: no leg channel in the file)"
+    return None
 
 
 def _find(path, signals, wanted: str, available):
@@ -222,22 +236,41 @@ def _find(path, signals, wanted: str, available):
     )
 
 
+# --------------------------------------------------------------------------- annotations
+
+_TAL_ONSET = re.compile(rb"^[+-]\d+(?:\.\d*)?$")
+_TAL_DURATION = re.compile(rb"^\d+(?:\.\d*)?$")
+
+
 def _tal_records(data: bytes):
-    """Parse the TALs of one record's annotation bytes -> list of (onset, duration, texts)."""
+    """Parse the TALs of one record's annotation bytes -> list of (onset, duration, texts).
+
+    Onsets and durations must be the spec's plain decimals ("+12.5", "0.25");
+    a TAL with anything else (or a non-finite value) is skipped.
+    """
     out = []
     for tal in data.split(b"\x00"):
         if not tal or tal[:1] not in (b"+", b"-"):
             continue
         parts = tal.split(b"\x14")
         head = parts[0].split(b"\x15")
-        try:
-            onset = float(head[0])
-            duration = float(head[1]) if len(head) > 1 and head[1] else 0.0
-        except ValueError:
+        if not _TAL_ONSET.match(head[0]) or (
+            len(head) > 1 and head[1] and not _TAL_DURATION.match(head[1])
+        ):
+            continue
+        onset = float(head[0])
+        duration = float(head[1]) if len(head) > 1 and head[1] else 0.0
+        if not (math.isfinite(onset) and math.isfinite(duration)):
             continue
         texts = [p.decode("utf-8", "replace") for p in parts[1:] if p]
         out.append((onset, duration, texts))
     return out
+
+
+def _time_keeping_onset(data: bytes):
+    """Onset of a record's time-keeping TAL (its first TAL), or None."""
+    tals = _tal_records(data)
+    return tals[0][0] if tals else None
 
 
 # --------------------------------------------------------------------------- reader
@@ -269,14 +302,19 @@ class EdfRecording:
 
     def __init__(self, path: str, emg: str | None = None, acc=None):
         self.path = path = os.fspath(path)
-        kind = sniff_format(path)
-        if kind not in ("edf", "bdf"):
-            raise InputFileError(f"{path}: not an EDF/BDF file", path=path, offset=0)
-        self._fh = open(path, "rb")
+        self._fh = open_regular(path)
         try:
+            kind = format_of_head(path, self._fh.read(256))
+            if kind not in ("edf", "bdf"):
+                raise InputFileError(f"{path}: not an EDF/BDF file", path=path, offset=0)
+            self._fh.seek(0)
             self._parse_header(kind)
             self._choose_channels(emg, acc)
             self._read_time_keeping()
+        except OSError as exc:
+            self._fh.close()
+            raise InputFileError(f"{path}: cannot read: {exc.strerror or exc}",
+                                 path=path) from exc
         except BaseException:
             self._fh.close()
             raise
@@ -287,166 +325,62 @@ class EdfRecording:
     def _parse_header(self, kind):
         path = self.path
         raw = self._fh.read(256)
-        if len(raw) < 256:
-            raise InputFileError(
-                f"{path}: file too short for an EDF header ({len(raw)} of 256 bytes)",
-                path=path,
-                offset=len(raw),
-            )
-        self._bytes = 3 if kind == "bdf" else 2
-        recording = _field(path, raw, 88, 80, "recording")
-        start = _parse_start(
-            path,
-            _field(path, raw, 168, 8, "startdate"),
-            _field(path, raw, 176, 8, "starttime"),
-            recording,
-        )
-        header_bytes = _num(path, raw, 184, 8, "header bytes", int)
-        reserved = _field(path, raw, 192, 44, "reserved")
-        n_records_hdr = _num(path, raw, 236, 8, "number of data records", int)
-        self.record_s = _num(path, raw, 244, 8, "duration of a data record")
-        ns = _num(path, raw, 252, 4, "number of signals", int)
-        if ns < 1 or ns > 4096:
-            raise InputFileError(
-                f"{path}: header field 'number of signals' at byte 252 is {ns} (corrupt header)",
-                path=path,
-                offset=252,
-            )
-        if header_bytes != 256 * (ns + 1):
-            raise InputFileError(
-                f"{path}: header field 'header bytes' at byte 184 is "
-                f"{header_bytes}, expected 256 * (1 + {ns} signals) = "
-                f"{256 * (ns + 1)} (corrupt header)",
-                path=path,
-                offset=184,
-            )
-        if not self.record_s > 0:
-            raise InputFileError(
-                f"{path}: header field 'duration of a data record' at byte 244 "
-                f"is {self.record_s} (must be > 0)",
-                path=path,
-                offset=244,
-            )
+        fields, ns = parse_fixed(path, raw, kind)
         raw += self._fh.read(256 * ns)
-        if len(raw) < header_bytes:
-            raise InputFileError(
-                f"{path}: file ends inside the signal headers ({len(raw)} of {header_bytes} bytes)",
-                path=path,
-                offset=len(raw),
-            )
-        widths = [
-            ("label", 16),
-            ("transducer", 80),
-            ("physical dimension", 8),
-            ("physical minimum", 8),
-            ("physical maximum", 8),
-            ("digital minimum", 8),
-            ("digital maximum", 8),
-            ("prefilter", 80),
-            ("samples per record", 8),
-            ("reserved", 32),
-        ]
-        base = 256
-        cols = {}
-        for name, w in widths:
-            cols[name] = [(base + i * w, w) for i in range(ns)]
-            base += ns * w
-        sigs = []
-        off_in_record = 0
-        for i in range(ns):
-            label = _field(path, raw, *cols["label"][i], f"label of signal {i + 1}")
-            f = {name: cols[name][i] for name, _ in widths}
-            s = _Signal(
-                index=i,
-                label=label,
-                transducer=_field(path, raw, *f["transducer"], "transducer"),
-                dimension=_field(path, raw, *f["physical dimension"], "physical dimension"),
-                phys_min=_num(path, raw, *f["physical minimum"], f"physical minimum of {label!r}"),
-                phys_max=_num(path, raw, *f["physical maximum"], f"physical maximum of {label!r}"),
-                dig_min=_num(
-                    path, raw, *f["digital minimum"], f"digital minimum of {label!r}", int
-                ),
-                dig_max=_num(
-                    path, raw, *f["digital maximum"], f"digital maximum of {label!r}", int
-                ),
-                prefilter=_field(path, raw, *f["prefilter"], "prefilter"),
-                spr=_num(
-                    path, raw, *f["samples per record"], f"samples per record of {label!r}", int
-                ),
-                byte_offset=off_in_record,
-            )
-            if s.spr < 1:
-                raise InputFileError(
-                    f"{path}: signal {label!r} has {s.spr} samples per record "
-                    f"(byte {f['samples per record'][0]}; corrupt header)",
-                    path=path,
-                    offset=f["samples per record"][0],
-                )
-            if s.dig_max <= s.dig_min and not s.is_annotation:
-                raise InputFileError(
-                    f"{path}: signal {label!r}: digital maximum {s.dig_max} is "
-                    f"not above digital minimum {s.dig_min} "
-                    f"(byte {f['digital maximum'][0]}; corrupt header)",
-                    path=path,
-                    offset=f["digital maximum"][0],
-                )
-            off_in_record += s.spr * self._bytes
-            sigs.append(s)
-        self._signals = sigs
-        self._record_bytes = off_in_record
-        self._header_bytes = header_bytes
-        self.labels = [s.label for s in sigs]
+        hdr = parse_signals(path, raw, kind, fields, ns)
+        self._kind = kind
+        self._bytes = BYTES_PER_SAMPLE[kind]
+        self._signals = hdr.signals
+        self._record_bytes = rb = hdr.record_bytes
+        self._header_bytes = hdr.header_bytes
+        self.record_s = hdr.record_s
+        self.labels = [s.label for s in hdr.signals]
+        self.format = hdr.format
+        self._header_start = hdr.start
+        self.patient = hdr.patient
+        self.recording = hdr.recording
+        n_hdr = hdr.n_records
         size = os.fstat(self._fh.fileno()).st_size
-        whole = (size - header_bytes) // off_in_record
-        partial = (size - header_bytes) % off_in_record
-        if n_records_hdr < 0:  # -1: still being recorded / unknown
+        data_bytes = max(0, size - hdr.header_bytes)
+        whole, partial = divmod(data_bytes, rb)
+        if whole == 0:
+            raise InputFileError(
+                f"{path}: the file holds no whole data record: its signal headers make a "
+                f"record {rb} bytes long, and {data_bytes} bytes follow the header",
+                path=path,
+                offset=hdr.header_bytes,
+            )
+        if n_hdr == -1:  # the EDF+ spec allows it only while the file is being recorded
             n = whole
-            if partial:
-                log.warning(
-                    "%s: header leaves the number of records open; reading %d whole "
-                    "records (%d trailing bytes of a partial record ignored)",
-                    path,
-                    whole,
-                    partial,
-                )
-        elif whole < n_records_hdr:
+            log.warning(
+                "%s: the header's number of data records is -1 (the file was still being "
+                "recorded); reading its %d whole records%s",
+                path,
+                whole,
+                f" ({partial} trailing bytes of a partial record ignored)" if partial else "",
+            )
+        elif whole < n_hdr:
             n = whole
             log.warning(
                 "%s: the file is likely truncated: the header says %d data records, the "
                 "file holds %d whole records%s; reading those (%.1f of %.1f s)",
                 path,
-                n_records_hdr,
+                n_hdr,
                 whole,
                 f" and {partial} bytes of a partial one" if partial else "",
                 whole * self.record_s,
-                n_records_hdr * self.record_s,
+                n_hdr * self.record_s,
             )
         else:
-            n = n_records_hdr
-            if whole > n_records_hdr or partial:
+            n = n_hdr
+            if whole > n_hdr or partial:
                 log.warning(
                     "%s: %d bytes after the last of the %d data records are ignored",
                     path,
-                    size - header_bytes - n * off_in_record,
+                    data_bytes - n * rb,
                     n,
                 )
-        if n == 0:
-            raise InputFileError(
-                f"{path}: the file holds no whole data record", path=path, offset=header_bytes
-            )
         self.n_records = int(n)
-        plus = reserved.upper()
-        base_fmt = "bdf" if kind == "bdf" else "edf"
-        self.format = (
-            f"{base_fmt}+d"
-            if plus.startswith(("EDF+D", "BDF+D"))
-            else f"{base_fmt}+c"
-            if plus.startswith(("EDF+C", "BDF+C"))
-            else base_fmt
-        )
-        self._header_start = start
-        self.patient = _field(path, raw, 8, 80, "patient")
-        self.recording = recording
 
     def _choose_channels(self, emg, acc):
         path = self.path
@@ -455,15 +389,25 @@ class EdfRecording:
         if emg is not None:
             es = _find(path, data_sigs, emg, available)
         else:
-            hits = [s for s in data_sigs if "emg" in s.label.lower()]
-            if not hits:
+            choice = choose_emg_channel([s.label for s in data_sigs])
+            if choice is None:
                 raise ChannelNotFoundError(
-                    f"{path}: no EMG channel (no label contains 'EMG'); the file has: "
+                    f"{path}: no EMG channel (no label contains 'EMG' and none is a leg "
+                    f"channel such as 'Leg', 'LAT'/'RAT' or 'Tib'); the file has: "
                     f"{', '.join(available)}; name one with --emg",
                     path=path,
                     available=available,
                 )
-            es = hits[0]
+            es, why = data_sigs[choice[0]], choice[1]
+            first_emg = next((s for s in data_sigs if "emg" in s.label.lower()), None)
+            if es is not first_emg:  # not what "the first label containing EMG" would give
+                others = [s.label for s in data_sigs if s is not es and _is_leg(s.label)
+                          and not _is_impedance(s.label)]
+                log.warning(
+                    "%s: EMG channel %r chosen: %s%s; name another with --emg",
+                    path, es.label, why,
+                    f"; other leg channels: {', '.join(map(repr, others))}" if others else "",
+                )
         factor = emg_unit_factor(es.dimension)
         if factor is None:
             raise UnitError(
@@ -473,11 +417,22 @@ class EdfRecording:
                 channel=es.label,
                 unit=es.dimension,
             )
+        es.check_scaling(path, self._kind, factor)
+        fs = es.spr / self.record_s
+        lo, hi = EMG_FS_RANGE_HZ
+        if not lo * (1 - 1e-9) <= fs <= hi * (1 + 1e-9):
+            raise InputFileError(
+                f"{path}: EMG channel {es.label!r} is sampled at {fs:g} Hz ({es.spr} samples "
+                f"per {self.record_s:g} s data record); crampwatch reads EMG sampled at "
+                f"{lo:g}-{hi:g} Hz",
+                path=path,
+            )
         self._emg_sig, self._emg_factor = es, factor
-        self.emg = StreamInfo("emg", es.spr / self.record_s, (es.label,), "uV")
+        self.emg = StreamInfo("emg", fs, (es.label,), "uV")
 
         axes = None
-        if acc is not None:
+        named = acc is not None
+        if named:
             names = [a.strip() for a in acc.split(",")] if isinstance(acc, str) else list(acc)
             if len(names) != 3:
                 raise ChannelNotFoundError(
@@ -491,8 +446,9 @@ class EdfRecording:
             found = {}
             for s in data_sigs:
                 m = _ACC_RE.match(_norm(s.label))
-                if m and m.group(1) not in found:
-                    found[m.group(1)] = s
+                if m:
+                    axis = m.group("a") or m.group("b") or m.group("c")
+                    found.setdefault(axis, s)
             if len(found) == 3:
                 axes = [found["x"], found["y"], found["z"]]
             elif found:
@@ -501,9 +457,9 @@ class EdfRecording:
                     path,
                     ", ".join(sorted(found)),
                 )
+        self.acc = None
+        self._acc_sigs, self._acc_factors = [], []
         if axes is None:
-            self.acc = None
-            self._acc_sigs, self._acc_factors = [], []
             return
         factors = []
         for s in axes:
@@ -516,39 +472,88 @@ class EdfRecording:
                     channel=s.label,
                     unit=s.dimension,
                 )
+            s.check_scaling(path, self._kind, f)
             factors.append(f)
         sprs = {s.spr for s in axes}
+        fs = axes[0].spr / self.record_s
+        lo, hi = ACC_FS_RANGE_HZ
+        problem = None
         if len(sprs) != 1:
-            raise InputFileError(
-                f"{path}: accelerometer channels "
-                f"{', '.join(s.label for s in axes)} have different sample rates",
-                path=path,
-            )
+            problem = "have different sample rates"
+        elif not lo * (1 - 1e-9) <= fs <= hi * (1 + 1e-9):
+            problem = (f"are sampled at {fs:g} Hz; crampwatch reads accelerometers sampled at "
+                       f"{lo:g}-{hi:g} Hz")
+        if problem is not None:
+            labels = ", ".join(repr(s.label) for s in axes)
+            if named:
+                raise InputFileError(f"{path}: accelerometer channels {labels} {problem}",
+                                     path=path)
+            log.warning("%s: accelerometer channels %s %s; reading without accelerometer",
+                        path, labels, problem)
+            return
         self._acc_sigs, self._acc_factors = axes, factors
-        self.acc = StreamInfo("acc", axes[0].spr / self.record_s, tuple(s.label for s in axes), "g")
+        self.acc = StreamInfo("acc", fs, tuple(s.label for s in axes), "g")
 
     def _annotation_signal(self):
         return next((s for s in self._signals if s.is_annotation), None)
 
+    def _record_offset(self, r: int) -> int:
+        return self._header_bytes + r * self._record_bytes
+
     def _read_time_keeping(self):
         """Start sub-second offset, and for EDF+D the onset of every record."""
+        path = self.path
         ann = self._annotation_signal()
         self._rec_onsets = None
         self._first_onset = 0.0
-        if ann is not None and "+" in self.format:
-            tals = _tal_records(self._record_bytes_of(ann, 0, 1)[0])
-            if tals:
-                self._first_onset = tals[0][0]
+        plus = "+" in self.format
+        if plus and ann is None:
             if self.format.endswith("+d"):
-                onsets = np.empty(self.n_records)
-                for r0, chunk in self._iter_annotation_chunks(ann):
-                    for j, data in enumerate(chunk):
-                        t = _tal_records(data)
-                        onsets[r0 + j] = (
-                            t[0][0]
-                            if t
-                            else (onsets[r0 + j - 1] + self.record_s if r0 + j else 0.0)
-                        )
+                raise InputFileError(
+                    f"{path}: an EDF+D (discontinuous) file without an 'EDF Annotations' "
+                    f"signal: the time of its data records is unknown",
+                    path=path,
+                    offset=192,
+                )
+            log.warning("%s: EDF+ file without an 'EDF Annotations' signal; read as EDF", path)
+        if plus and ann is not None:
+            onsets = np.empty(self.n_records) if self.format.endswith("+d") else None
+            last = self.n_records if onsets is not None else 1
+            missing = 0
+            for r, data in self._annotation_bytes(ann, 0, last, TIME_KEEPING_BYTES):
+                t = _time_keeping_onset(data)
+                at = self._record_offset(r) + ann.byte_offset
+                if t is None:
+                    missing += 1
+                    t = onsets[r - 1] + self.record_s if r else 0.0
+                elif not 0.0 <= t <= MAX_ONSET_S:
+                    raise InputFileError(
+                        f"{path}: the time-keeping annotation of data record {r + 1} (byte "
+                        f"{at}) says {t:+g} s: onsets must be finite, non-negative and at "
+                        f"most {MAX_ONSET_S:g} s (corrupt file)",
+                        path=path,
+                        offset=at,
+                    )
+                elif r and t < onsets[r - 1] + self.record_s - 1e-6 * (1 + self.record_s):
+                    raise InputFileError(
+                        f"{path}: data record {r + 1} (byte {at}) starts at {t:g} s, before "
+                        f"the end of record {r} ({onsets[r - 1] + self.record_s:g} s): EDF+D "
+                        f"records must follow each other in time (corrupt file)",
+                        path=path,
+                        offset=at,
+                    )
+                if r == 0:
+                    self._first_onset = t
+                if onsets is not None:
+                    onsets[r] = t
+            if missing:
+                log.warning(
+                    "%s: %d data records have no time-keeping annotation; each is taken to "
+                    "follow the one before it",
+                    path,
+                    missing,
+                )
+            if onsets is not None:
                 self._rec_onsets = onsets - self._first_onset
         frac = self._first_onset if 0 <= self._first_onset < 1 else 0.0
         self.start_time = self._header_start + timedelta(seconds=frac)
@@ -556,67 +561,104 @@ class EdfRecording:
             self.duration_s = float(self._rec_onsets[-1] + self.record_s)
         else:
             self.duration_s = float(self.n_records * self.record_s)
+        if self.duration_s > MAX_ONSET_S:
+            raise InputFileError(
+                f"{path}: the file claims {self.duration_s:g} s of recording (more than "
+                f"{MAX_ONSET_S:g} s: corrupt header)",
+                path=path,
+                offset=236,
+            )
         # runs of contiguous records: (first record, end record, time offset of first, s)
         if self._rec_onsets is None:
             self._runs = [(0, self.n_records, 0.0)]
         else:
-            runs = []
-            start = 0
-            for r in range(1, self.n_records + 1):
-                if (
-                    r == self.n_records
-                    or abs(self._rec_onsets[r] - self._rec_onsets[r - 1] - self.record_s) > 1e-6
-                ):
-                    runs.append((start, r, float(self._rec_onsets[start])))
-                    start = r
-            self._runs = runs
+            ends = self._rec_onsets[:-1] + self.record_s
+            breaks = np.flatnonzero(np.abs(self._rec_onsets[1:] - ends) > 1e-6) + 1
+            bounds = [0, *breaks.tolist(), self.n_records]
+            self._runs = [
+                (a, b, float(self._rec_onsets[a])) for a, b in zip(bounds[:-1], bounds[1:])
+            ]
 
     # ------------------------------------------------------------ raw access
 
     def _read_records(self, r0, n):
         """Records r0 .. r0+n-1 as a (n, record_bytes) uint8 array."""
-        self._fh.seek(self._header_bytes + r0 * self._record_bytes)
+        self._fh.seek(self._record_offset(r0))
         buf = np.fromfile(self._fh, dtype=np.uint8, count=n * self._record_bytes)
         if buf.size < n * self._record_bytes:  # the file shrank under us
             n = buf.size // self._record_bytes
             buf = buf[: n * self._record_bytes]
         return buf.reshape(n, self._record_bytes)
 
-    def _record_bytes_of(self, sig, r0, n):
-        recs = self._read_records(r0, n)
-        nb = sig.spr * self._bytes
-        return [bytes(row[sig.byte_offset : sig.byte_offset + nb]) for row in recs]
+    def _records_per_read(self) -> int:
+        return max(1, READ_CHUNK_BYTES // self._record_bytes)
 
-    def _iter_annotation_chunks(self, sig, chunk_records=2048):
+    def _annotation_bytes(self, sig, r0, r1, limit=None):
+        """Yield ``(record, bytes)`` of signal ``sig`` (at most ``limit`` bytes of it)
+        for records r0..r1-1, reading at most READ_CHUNK_BYTES at a time."""
         nb = sig.spr * self._bytes
-        for r0 in range(0, self.n_records, chunk_records):
-            recs = self._read_records(r0, min(chunk_records, self.n_records - r0))
-            yield r0, [bytes(row[sig.byte_offset : sig.byte_offset + nb]) for row in recs]
+        take = nb if limit is None else min(nb, limit)
+        if self._record_bytes > READ_CHUNK_BYTES // 4:  # big records: seek to the signal
+            for r in range(r0, r1):
+                self._fh.seek(self._record_offset(r) + sig.byte_offset)
+                data = self._fh.read(take)
+                if len(data) < take:
+                    return
+                yield r, data
+            return
+        step = self._records_per_read()
+        for a in range(r0, r1, step):
+            recs = self._read_records(a, min(step, r1 - a))
+            cols = recs[:, sig.byte_offset : sig.byte_offset + take]
+            for j in range(cols.shape[0]):
+                yield a + j, cols[j].tobytes()
 
-    def _digital(self, recs, sig):
-        cols = recs[:, sig.byte_offset : sig.byte_offset + sig.spr * self._bytes]
+    def _read_slice(self, r, sig, a, b):
+        """Digital samples a..b-1 of signal ``sig`` in record ``r`` (int32), or None."""
+        nbytes = (b - a) * self._bytes
+        self._fh.seek(self._record_offset(r) + sig.byte_offset + a * self._bytes)
+        buf = np.fromfile(self._fh, dtype=np.uint8, count=nbytes)
+        if buf.size < nbytes:
+            return None
+        return self._decode(buf)
+
+    def _decode(self, buf):
+        """Little-endian 16-bit (EDF) or 24-bit (BDF) two's complement -> int32."""
+        buf = np.ascontiguousarray(buf).reshape(-1)
         if self._bytes == 2:
-            return np.ascontiguousarray(cols).view("<i2").reshape(-1).astype(np.int32)
-        b = np.ascontiguousarray(cols).reshape(-1, 3).astype(np.int32)
+            return buf.view("<i2").astype(np.int32)
+        b = buf.reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         return np.where(v >= 1 << 23, v - (1 << 24), v)
 
-    def _physical(self, recs, sig, factor):
+    def _digital(self, recs, sig):
+        return self._decode(recs[:, sig.byte_offset : sig.byte_offset + sig.spr * self._bytes])
+
+    @staticmethod
+    def _scale(digital, sig, factor):
         gain, offset = sig.gain_offset()
-        return (self._digital(recs, sig) * gain + offset) * factor     # float64: what the filters use
+        return (digital * gain + offset) * factor     # float64: what the filters use
+
+    def _physical(self, recs, sig, factor):
+        return self._scale(self._digital(recs, sig), sig, factor)
 
     # ------------------------------------------------------------ public
 
     @property
     def annotations(self) -> list[tuple[float, float, str]]:
-        """EDF+ annotations as ``(onset_s, duration_s, text)``, onset from the first sample."""
+        """EDF+ annotations as ``(onset_s, duration_s, text)``, onset from the first sample.
+
+        TALs whose onset or duration is not a finite plain decimal (or lies beyond
+        ~31 years) are left out.
+        """
         if self._annotations is None:
             out = []
             for sig in (s for s in self._signals if s.is_annotation):
-                for _, chunk in self._iter_annotation_chunks(sig):
-                    for data in chunk:
-                        for onset, dur, texts in _tal_records(data):
-                            out.extend((round(onset - self._first_onset, 6), dur, t) for t in texts)
+                for _, data in self._annotation_bytes(sig, 0, self.n_records):
+                    for onset, dur, texts in _tal_records(data):
+                        if abs(onset) > MAX_ONSET_S or dur > MAX_ONSET_S:
+                            continue
+                        out.extend((round(onset - self._first_onset, 6), dur, t) for t in texts)
             out.sort(key=lambda a: a[0])
             self._annotations = out
         return self._annotations
@@ -624,16 +666,16 @@ class EdfRecording:
     def blocks(self, block_s: float = 10.0):
         """Yield EMG and accelerometer :class:`SampleBlock` objects in time order.
 
-        Each block is at most ``block_s`` long (and at least one data record);
-        EMG ``data`` has shape (n, 1) in microvolts, accelerometer (n, 3) in g.
-        For EDF+D files a ``"gap"`` :class:`SourceEvent` precedes the blocks
-        after a gap.  Memory does not grow with the length of the file.
+        Each block is at most ``block_s`` long (and at least one data record, or
+        a slice of one when a record is larger than 8 MiB); EMG ``data`` has shape
+        (n, 1) in microvolts, accelerometer (n, 3) in g.  For EDF+D files a
+        ``"gap"`` :class:`SourceEvent` precedes the blocks after a gap (a gap of
+        any length costs no memory).  Memory does not grow with the length of
+        the file, nor with the size of its records.
         """
         if not block_s > 0:
             raise ValueError(f"block_s must be > 0, got {block_s}")
-        per_block = max(1, int(math.floor(block_s / self.record_s + 1e-9)))
         t_start = self.start_time.timestamp()
-        es = self._emg_sig
         prev_end_s = 0.0
         for r_first, r_end, t_off in self._runs:
             if t_off > prev_end_s + 1e-9:
@@ -648,26 +690,70 @@ class EdfRecording:
                         n_samples=i1 - i0,
                         detail={"gap_s": t_off - prev_end_s, "source": "edf+d"},
                     )
-            for r0 in range(r_first, r_end, per_block):
-                n = min(per_block, r_end - r0)
-                recs = self._read_records(r0, n)
-                if recs.shape[0] == 0:
+            if self._record_bytes <= READ_CHUNK_BYTES:
+                run = self._blocks_of_records(r_first, r_end, t_off, block_s)
+            else:
+                run = self._blocks_of_slices(r_first, r_end, t_off, block_s)
+            for item in run:
+                if item is None:  # the file shrank under us
                     return
-                t_rec = t_off + (r0 - r_first) * self.record_s
-                emg = self._physical(recs, es, self._emg_factor)[:, None]
-                yield SampleBlock("emg", self.emg.fs_hz, int(round(t_rec * self.emg.fs_hz)), emg)
-                if self.acc is not None:
-                    acc = np.stack(
-                        [
-                            self._physical(recs, s, f)
-                            for s, f in zip(self._acc_sigs, self._acc_factors)
-                        ],
-                        axis=1,
-                    )
-                    yield SampleBlock(
-                        "acc", self.acc.fs_hz, int(round(t_rec * self.acc.fs_hz)), acc
-                    )
+                yield item
             prev_end_s = t_off + (r_end - r_first) * self.record_s
+
+    def _blocks_of_records(self, r_first, r_end, t_off, block_s):
+        per_block = max(1, int(math.floor(block_s / self.record_s + 1e-9)))
+        per_block = min(per_block, self._records_per_read())
+        es = self._emg_sig
+        for r0 in range(r_first, r_end, per_block):
+            recs = self._read_records(r0, min(per_block, r_end - r0))
+            if recs.shape[0] == 0:
+                yield None
+                return
+            t_rec = t_off + (r0 - r_first) * self.record_s
+            emg = self._physical(recs, es, self._emg_factor)[:, None]
+            yield SampleBlock("emg", self.emg.fs_hz, int(round(t_rec * self.emg.fs_hz)), emg)
+            if self.acc is not None:
+                acc = np.stack(
+                    [self._physical(recs, s, f) for s, f in zip(self._acc_sigs, self._acc_factors)],
+                    axis=1,
+                )
+                yield SampleBlock("acc", self.acc.fs_hz, int(round(t_rec * self.acc.fs_hz)), acc)
+            if recs.shape[0] < min(per_block, r_end - r0):
+                yield None
+                return
+
+    def _blocks_of_slices(self, r_first, r_end, t_off, block_s):
+        """Records too large to read whole: the chosen signals, a slice at a time."""
+        es = self._emg_sig
+        spr_a = self._acc_sigs[0].spr if self.acc is not None else 0
+        need = max(es.spr, 3 * spr_a) * self._bytes
+        n_slices = max(math.ceil(self.record_s / block_s - 1e-9), -(-need // READ_CHUNK_BYTES))
+        n_slices = max(1, min(n_slices, es.spr))
+        for r in range(r_first, r_end):
+            t_rec = t_off + (r - r_first) * self.record_s
+            i_e = int(round(t_rec * self.emg.fs_hz))
+            for k in range(n_slices):
+                a, b = k * es.spr // n_slices, (k + 1) * es.spr // n_slices
+                d = self._read_slice(r, es, a, b)
+                if d is None:
+                    yield None
+                    return
+                emg = self._scale(d, es, self._emg_factor)[:, None]
+                yield SampleBlock("emg", self.emg.fs_hz, i_e + a, emg)
+                if self.acc is None:
+                    continue
+                a, b = k * spr_a // n_slices, (k + 1) * spr_a // n_slices
+                if b == a:
+                    continue
+                cols = []
+                for s, f in zip(self._acc_sigs, self._acc_factors):
+                    d = self._read_slice(r, s, a, b)
+                    if d is None:
+                        yield None
+                        return
+                    cols.append(self._scale(d, s, f))
+                i_a = int(round(t_rec * self.acc.fs_hz))
+                yield SampleBlock("acc", self.acc.fs_hz, i_a + a, np.stack(cols, axis=1))
 
     def _stream_specs(self):
         yield "emg", self.emg, self._emg_sig.spr
@@ -699,6 +785,20 @@ class EdfRecording:
         if start < 0 or n < 0 or start + n > total:
             raise ValueError(f"samples {start}..{start + n} outside 0..{total}")
         r0, r1 = start // sig.spr, (start + n + sig.spr - 1) // sig.spr
+        if self._record_bytes > READ_CHUNK_BYTES:  # big records: only the samples asked for
+            cols = []
+            for s, f in zip(sigs, factors):
+                parts = []
+                for r in range(r0, r1):
+                    a = max(start - r * s.spr, 0)
+                    b = min(start + n - r * s.spr, s.spr)
+                    d = self._read_slice(r, s, a, b)
+                    if d is None:
+                        raise InputFileError(f"{self.path}: the file shrank while being read",
+                                             path=self.path)
+                    parts.append(self._scale(d, s, f))
+                cols.append(np.concatenate(parts) if parts else np.zeros(0))
+            return np.stack(cols, axis=1)
         recs = self._read_records(r0, r1 - r0)
         cols = [self._physical(recs, s, f) for s, f in zip(sigs, factors)]
         off = start - r0 * sig.spr
@@ -729,17 +829,22 @@ def open_edf(path: str, emg: str | None = None, acc=None) -> EdfRecording:
     path : str
     emg : str, optional
         Label of the EMG channel (case-insensitive; spaces, ``-`` and ``_``
-        ignored if needed).  Default: the first channel whose label contains
-        "EMG".
+        ignored if needed).  Default: see :func:`choose_emg_channel` (a label
+        containing "EMG", else a polysomnography leg channel such as "Right
+        Leg", "LAT"/"RAT" or "Tib", right leg first); the choice is logged when
+        it is not simply the label containing "EMG".
     acc : str or sequence of str, optional
         The x, y, z accelerometer labels (``"X,Y,Z"`` or a list).  Default:
-        channels labelled like "Acc X", "Accel Y", "ACC_Z", "Acc-X", "AccX";
-        without all three the recording has no accelerometer (``acc`` None).
+        channels labelled like "Acc X", "Accel Y", "ACC_Z", "Acc-X", "AccX",
+        "X Axis"; without all three (or at a rate outside 20-200 Hz) the
+        recording has no accelerometer (``acc`` None, with a warning).
 
     Raises
     ------
     InputFileError
-        Missing, empty, not EDF/BDF, corrupt header (field and byte offset named).
+        Missing, empty, not a regular file, not EDF/BDF, a header field outside
+        the format (the field, the signal's label, its byte offset and value are
+        named), EMG sampled outside 200-4000 Hz, EDF+D records out of time order.
     ChannelNotFoundError
         The EMG channel (or a named accelerometer channel) is missing; lists the labels.
     UnitError

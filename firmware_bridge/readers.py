@@ -20,6 +20,7 @@ crash-safe capture format through :mod:`crampwatch.firmware_bridge.recording`):
 from __future__ import annotations
 
 import os
+import stat
 
 from crampwatch.errors import InputFileError
 
@@ -28,20 +29,66 @@ BDF_MAGIC = b"\xffBIOSEMI"
 CAPTURE_MAGIC = b"CRAMPWATCH-REC"  # first bytes of a crash-safe capture recording
 
 
+def open_regular(path: str):
+    """Open ``path`` for binary reading, refusing anything but a regular file.
+
+    A FIFO, a character device or a socket would block the open or the reads
+    (or never end), and the readers need to seek and to read a file more than
+    once; they are refused with a clear error.  The file is opened without
+    blocking and checked on the open descriptor, so a FIFO never hangs.
+
+    Raises
+    ------
+    InputFileError
+        Missing, a directory, not a regular file, or not readable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file", path=path) from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path}: is a directory, not a recording", path=path) from None
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot open: {exc.strerror or exc}", path=path) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputFileError(f"{path}: is a directory, not a recording", path=path)
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+                    "a character device" if stat.S_ISCHR(mode) else
+                    "a block device" if stat.S_ISBLK(mode) else
+                    "a socket" if stat.S_ISSOCK(mode) else "not a file")
+            raise InputFileError(f"{path}: is not a regular file ({kind}): crampwatch reads "
+                                 f"recordings from regular files; copy the data to a file first",
+                                 path=path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def sniff_format(path: str) -> str:
     """Return ``"edf"``, ``"bdf"`` or ``"capture"`` for the file at ``path``.
 
     Raises
     ------
     InputFileError
-        If the file is missing, empty or of no known format.
+        If the file is missing, empty, not a regular file (see
+        :func:`open_regular`) or of no known format.
     """
-    if not os.path.exists(path):
-        raise InputFileError(f"{path}: no such file", path=path)
-    if os.path.isdir(path):
-        raise InputFileError(f"{path}: is a directory, not a recording", path=path)
-    with open(path, "rb") as fh:
-        head = fh.read(256)
+    with open_regular(path) as fh:
+        try:
+            head = fh.read(256)
+        except OSError as exc:
+            raise InputFileError(f"{path}: cannot read: {exc.strerror or exc}",
+                                 path=path) from exc
+    return format_of_head(path, head)
+
+
+def format_of_head(path: str, head: bytes) -> str:
+    """``"edf"``, ``"bdf"`` or ``"capture"`` from the first bytes of the file at ``path``."""
     if not head:
         raise InputFileError(f"{path}: file is empty", path=path)
     if head.startswith(CAPTURE_MAGIC):

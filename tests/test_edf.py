@@ -470,3 +470,81 @@ def test_edf_plus_d_gaps_become_gap_events(tmp_path, small_night):
     assert sum(b.n_samples for b in emg) == 20000
     with open_edf(str(p)) as cont:
         np.testing.assert_array_equal(emg[3].data[:, 0], cont.read_emg(12000, 5000))
+
+
+# ----------------------------------------------------------------- channel choice (PSG)
+
+
+@pytest.mark.parametrize(
+    "labels,chosen",
+    [
+        (["EMG calf", "Acc X"], "EMG calf"),
+        (["EEG C3", "Left Leg", "Right Leg", "Jambe droite Imp"], "Right Leg"),
+        (["Leg/L", "Leg/R"], "Leg/R"),
+        (["LLEG", "RLEG"], "RLEG"),
+        (["LAT", "RAT", "EKG"], "RAT"),
+        (["Tib L", "Tibialis R"], "Tibialis R"),
+        (["Leg 1", "Leg 2"], "Leg 1"),  # no side: the first one
+        (["EMG chin", "LAT"], "LAT"),  # a chin EMG is not a calf
+        (["EMG", "Leg L", "Leg R"], "Leg R"),  # a bare "EMG" in a PSG file is the chin
+        (["Chin EMG", "C4-M1"], "Chin EMG"),  # ... but better than nothing
+        (["EMG chin", "EMG Leg L", "EMG Leg R", "Leg R"], "EMG Leg R"),
+        (["Leg L", "EMG calf"], "EMG calf"),
+        (["EMG GM", "EMG SO"], "EMG GM"),
+        (["Leg Imp", "Leg Impédance", "Right Leg"], "Right Leg"),
+        (["1 Impédance", "RAT (Imp)", "ECG"], None),
+        (["Latency", "Rate", "Lateral", "Plegia"], None),  # only whole words count
+    ],
+)
+def test_emg_channel_choice_without_emg_option(labels, chosen):
+    from crampwatch.firmware_bridge.edf import choose_emg_channel
+
+    got = choose_emg_channel(labels)
+    assert (labels[got[0]] if got else None) == chosen
+
+
+def test_psg_style_file_is_read_with_its_leg_channel_and_axes(tmp_path, caplog):
+    """Labels, rates and units of a sleep-lab file: leg EMG at 200 Hz in V, "X/Y/Z Axis"
+    at 20 Hz, impedance channels beside them (the shared psg_nox file's layout)."""
+    t = np.arange(20 * 200) / 200.0
+    leg = 50e-6 * np.sin(2 * np.pi * 40 * t)
+    chans = [
+        ("Left Leg", "V", 200, leg * 0.5, -1.024, 1.024),
+        ("Right Leg", "V", 200, leg, -1.024, 1.024),
+        ("Jambe droite Imp", "Ohm", 10, np.zeros(200), -327690, 327680),
+    ]
+    chans += [(f"{ax} Axis", "g", 20, np.full(400, 0.1 * k), -2, 2) for k, ax in enumerate("XYZ")]
+    p = _pyedflib_file(tmp_path / "psg.edf", chans)
+    with caplog.at_level(logging.WARNING, logger="crampwatch.firmware_bridge.edf"):
+        rec = open_edf(p)
+    with rec:
+        assert rec.emg.channels == ("Right Leg",) and rec.emg.fs_hz == 200.0
+        assert rec.acc.channels == ("X Axis", "Y Axis", "Z Axis") and rec.acc.fs_hz == 20.0
+        np.testing.assert_allclose(rec.read_emg(), leg * 1e6, atol=2.048e6 / 65535)
+    assert any("'Right Leg' chosen" in m and "'Left Leg'" in m for m in caplog.messages)
+
+
+@pytest.mark.parametrize("fs,ok", [(199, False), (200, True), (4000, True), (4001, False)])
+def test_emg_rate_limits(tmp_path, fs, ok):
+    x = np.zeros(fs * 3)
+    p = _pyedflib_file(tmp_path / "r.edf", [("EMG calf", "uV", fs, x, -500, 500)])
+    if ok:
+        with open_edf(p) as rec:
+            assert rec.emg.fs_hz == fs
+    else:
+        with pytest.raises(InputFileError, match=f"{fs} Hz.*200-4000 Hz"):
+            open_edf(p)
+
+
+@pytest.mark.parametrize("acc_fs,kept", [(10, False), (20, True), (200, True), (250, False)])
+def test_accelerometer_outside_its_rates_is_left_out(tmp_path, acc_fs, kept, caplog):
+    chans = [("EMG calf", "uV", 500, np.zeros(1500), -500, 500)]
+    chans += [(f"Acc {ax}", "g", acc_fs, np.zeros(3 * acc_fs), -2, 2) for ax in "XYZ"]
+    p = _pyedflib_file(tmp_path / "a.edf", chans)
+    with caplog.at_level(logging.WARNING, logger="crampwatch.firmware_bridge.edf"):
+        with open_edf(p) as rec:
+            assert (rec.acc is not None) == kept
+    if not kept:
+        assert any("20-200 Hz" in m for m in caplog.messages)
+        with pytest.raises(InputFileError, match="20-200 Hz"):
+            open_edf(p, acc="Acc X,Acc Y,Acc Z")  # named: an error, not a guess

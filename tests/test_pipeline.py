@@ -178,3 +178,29 @@ def test_non_finite_samples_are_no_data_not_a_crash():
     p.finish()
     from crampwatch.detector.pipeline import LABELS
     assert (p.trace()["label"] == LABELS.index("nodata")).any()
+
+
+def test_a_gap_of_any_length_costs_no_memory_and_cuts_the_episode():
+    """Two days of gap (an EDF+D record far later, a board off all day): the
+    episode under way is closed as truncated at the gap, detection goes on after
+    it, and no memory is spent on the gap."""
+    import tracemalloc
+    fs = 1000.0
+    rng = np.random.default_rng(13)
+    x = rng.normal(0, 2.0, int(60 * fs))
+    x[40000:] += muscle_noise(rng, 20000, fs, 80.0)            # a cramp cut by the gap
+    y = rng.normal(0, 2.0, int(90 * fs))
+    y[30000:60000] += muscle_noise(rng, 30000, fs, 80.0)       # a cramp after it
+    gap_n = int(2 * 86400 * fs)
+    p = Pipeline(DetectorConfig(), fs)
+    tracemalloc.start()
+    events = p.process_emg(x, 0) + p.process_emg(y, len(x) + gap_n) + p.finish()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200e6
+    ended = [e.episode for e in events if isinstance(e, EpisodeEnded)]
+    t1 = (len(x) + gap_n) / fs
+    assert [e.status for e in ended] == ["truncated", "closed"]
+    assert abs(ended[0].onset_s - 40.0) < 1.0 and ended[0].offset_s <= 60.0
+    assert abs(ended[1].onset_s - (t1 + 30.0)) < 1.0 and abs(ended[1].offset_s - (t1 + 60.0)) < 2.0
+    assert p.gap_samples == gap_n
