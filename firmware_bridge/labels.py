@@ -11,7 +11,13 @@ labels for another run.
 Label kinds (:data:`LABEL_KINDS`): ``cramp`` and everything that must not be
 reported as one -- ``turn``, ``plm`` (one label per periodic limb movement
 burst), ``walk``, ``stretch``, ``resting_tone``, ``twitches`` (behaviour), and
-the artifacts ``pop``, ``lead_off``, ``mains``, ``ecg``, ``drift``.
+the artifacts ``pop``, ``lead_off``, ``mains``, ``ecg``, ``drift``; and the
+kinds only the simulator's randomised families make (:data:`RANDOMIZED_KINDS`):
+``stand`` (standing still after a few steps), ``sit`` (on the edge of the bed),
+``leg_movement`` (1-3 isolated bursts, not a periodic series), and the
+artifacts ``loose_electrode``, ``imu_fault`` (accelerometer zeros, stuck,
+saturated or silent), ``settling`` (the electrodes' first minutes) and
+``floor_step`` (the noise floor changed level, e.g. at a turn, and stays).
 """
 
 from __future__ import annotations
@@ -24,7 +30,15 @@ from dataclasses import dataclass
 
 from crampwatch.errors import InputFileError
 
-__all__ = ["Label", "LABEL_KINDS", "DISTRACTOR_KINDS", "read_labels", "write_labels"]
+__all__ = [
+    "Label",
+    "LABEL_KINDS",
+    "DISTRACTOR_KINDS",
+    "RANDOMIZED_KINDS",
+    "TIDY_KINDS",
+    "read_labels",
+    "write_labels",
+]
 
 DISTRACTOR_KINDS: tuple[str, ...] = (
     "turn",
@@ -38,11 +52,33 @@ DISTRACTOR_KINDS: tuple[str, ...] = (
     "mains",
     "ecg",
     "drift",
+    "stand",
+    "sit",
+    "leg_movement",
+    "loose_electrode",
+    "imu_fault",
+    "settling",
+    "floor_step",
 )
-"""Every kind that is not a cramp (behaviour first, then artifacts)."""
+"""Every kind that is not a cramp (today's tidy kinds, behaviour first, then
+artifacts; then the randomised families' kinds)."""
+
+RANDOMIZED_KINDS: tuple[str, ...] = (
+    "stand",
+    "sit",
+    "leg_movement",
+    "loose_electrode",
+    "imu_fault",
+    "settling",
+    "floor_step",
+)
+"""The kinds only the simulator's randomised families make."""
 
 LABEL_KINDS: tuple[str, ...] = ("cramp",) + DISTRACTOR_KINDS
 """Every kind a labels file may hold."""
+
+TIDY_KINDS: tuple[str, ...] = tuple(k for k in LABEL_KINDS if k not in RANDOMIZED_KINDS)
+"""The kinds of today's tidy simulated night (every one appears in a default night)."""
 
 CSV_HEADER = ("kind", "onset_s", "offset_s", "note")
 

@@ -4,6 +4,13 @@ The EDF+ holds the calf EMG ("EMG calf", uV) and the accelerometer ("Acc X",
 "Acc Y", "Acc Z", g); ``OUT.labels.csv`` beside it (same stem) lists every
 cramp and every distractor (kind,onset_s,offset_s,note).  See
 :mod:`crampwatch.firmware_bridge.synth` for what a night holds.
+
+``--randomize`` draws the night of a domain-randomised family
+(:func:`~crampwatch.firmware_bridge.synth.randomized_spec`); options given
+explicitly (``--fs``, ``--acc-fs``, ``--mains``, ``--floor-uv``, ``--cramps``,
+``--start``) override what the family draws.  A night without an accelerometer
+is written without the "Acc" channels; accelerometer samples that a failed
+sensor never gave (NaN in the simulator) are written as zeros.
 """
 
 from __future__ import annotations
@@ -14,13 +21,18 @@ from collections import Counter
 from datetime import datetime, timezone
 
 from crampwatch.errors import ConfigError, InputFileError
+from crampwatch.firmware_bridge.synth.randomize import FAMILIES
 
 HELP = "write a synthetic night (EDF+ with EMG and accelerometer) and its labels file"
 DESCRIPTION = (
     "Simulate a night of calf EMG (uV) and 3-axis leg acceleration (g) with nocturnal cramps "
     "and everything that must not be mistaken for one (turns, periodic limb movements, walks, "
     "stretches, resting tone, twitches, electrode pops, lead-off, mains, ECG, drift). Writes "
-    "OUT (EDF+, or BDF+ if it ends in .bdf) and OUT's stem + .labels.csv."
+    "OUT (EDF+, or BDF+ if it ends in .bdf) and OUT's stem + .labels.csv. With --randomize, "
+    "a domain-randomised night: board (noise floor, settling, floor steps, ADC step, rates, "
+    "mains), behaviour (standing, sitting, leg movements, movement at cramp onset), faults "
+    "(loose electrode, accelerometer failures or none), strength (weak, strong, short, slowly "
+    "building cramps) or shifted (all at once)."
 )
 
 
@@ -50,23 +62,35 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--fs",
         type=float,
-        default=1000.0,
+        default=None,
         metavar="HZ",
-        help="EMG sample rate, 250-4000 Hz (default 1000)",
+        help="EMG sample rate, 200-4000 Hz (default 1000, or drawn with --randomize)",
     )
     parser.add_argument(
         "--acc-fs",
         type=float,
-        default=100.0,
+        default=None,
         metavar="HZ",
-        help="accelerometer sample rate, 25-200 Hz (default 100)",
+        help="accelerometer sample rate, 20-200 Hz (default 100, or drawn with --randomize)",
     )
     parser.add_argument(
         "--mains",
         type=float,
-        default=50.0,
+        default=None,
         choices=[50.0, 60.0],
-        help="mains frequency of the interference (default 50)",
+        help="mains frequency of the interference (default 50, or drawn with --randomize)",
+    )
+    parser.add_argument(
+        "--randomize",
+        action="store_true",
+        help="draw a domain-randomised night of --family (see crampwatch.firmware_bridge.synth)",
+    )
+    parser.add_argument(
+        "--family",
+        default=None,
+        choices=FAMILIES,
+        help="family of the randomised night (with --randomize; default shifted): "
+        + ", ".join(FAMILIES),
     )
     parser.add_argument(
         "--cramps",
@@ -86,7 +110,7 @@ def add_arguments(parser) -> None:
         type=float,
         default=None,
         metavar="UV",
-        help="EMG noise floor, uV RMS in 20-450 Hz (default: random 1.5-5)",
+        help="EMG noise floor, uV RMS in 20-450 Hz (default: random 1.5-5, or as the family draws)",
     )
     parser.add_argument(
         "--no-annotations",
@@ -104,26 +128,33 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from crampwatch.firmware_bridge.edf import write_edf
     from crampwatch.firmware_bridge.labels import LABEL_KINDS, write_labels
-    from crampwatch.firmware_bridge.synth import NightSpec, SyntheticNight
+    from crampwatch.firmware_bridge.synth import (
+        NightSpec,
+        SyntheticNight,
+        describe_spec,
+        randomized_spec,
+    )
 
-    if not 250.0 <= args.fs <= 4000.0:
-        raise ConfigError(f"--fs {args.fs:g} Hz is outside 250-4000 Hz", key="fs")
-    if not 25.0 <= args.acc_fs <= 200.0:
-        raise ConfigError(f"--acc-fs {args.acc_fs:g} Hz is outside 25-200 Hz", key="acc_fs")
+    if args.fs is not None and not 200.0 <= args.fs <= 4000.0:
+        raise ConfigError(f"--fs {args.fs:g} Hz is outside 200-4000 Hz", key="fs")
+    if args.acc_fs is not None and not 20.0 <= args.acc_fs <= 200.0:
+        raise ConfigError(f"--acc-fs {args.acc_fs:g} Hz is outside 20-200 Hz", key="acc_fs")
     if not 0 < args.hours <= 24:
         raise ConfigError(f"--hours {args.hours:g} must be within (0, 24]", key="hours")
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed} must be >= 0", key="seed")
     if args.cramps is not None and args.cramps < 0:
         raise ConfigError(f"--cramps {args.cramps} must be >= 0", key="cramps")
+    if args.floor_uv is not None and not args.floor_uv > 0:
+        raise ConfigError(f"--floor-uv {args.floor_uv:g} must be > 0", key="floor_uv")
+    if args.family is not None and not args.randomize:
+        raise ConfigError("--family needs --randomize", key="family")
     start = _start(args.start) if args.start else None
     out = args.out
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise InputFileError(f"{out}: folder {folder} does not exist", path=out)
-    spec = NightSpec(
-        hours=args.hours,
-        seed=args.seed,
+    given = dict(
         emg_fs_hz=args.fs,
         acc_fs_hz=args.acc_fs,
         mains_hz=args.mains,
@@ -131,6 +162,17 @@ def run(args) -> int:
         start_utc=start,
         floor_rms_uv=args.floor_uv,
     )
+    if args.randomize:
+        family = args.family or "shifted"
+        changes = {k: v for k, v in given.items() if v is not None}
+        spec = randomized_spec(args.seed, family, hours=args.hours, **changes)
+    else:
+        defaults = dict(emg_fs_hz=1000.0, acc_fs_hz=100.0, mains_hz=50.0)
+        spec = NightSpec(
+            hours=args.hours,
+            seed=args.seed,
+            **{k: (defaults.get(k) if v is None else v) for k, v in given.items()},
+        )
     night = SyntheticNight(spec)
 
     bar = None
@@ -145,12 +187,13 @@ def run(args) -> int:
         def progress(done_s, total_s):
             bar.update(round(done_s) - bar.n)
 
+    note = f"synthetic seed {args.seed}" + (f" {spec.family}" if args.randomize else "")
     try:
         res = write_edf(
             out,
-            night,
+            night.for_file(),
             annotations=None if args.no_annotations else night.labels,
-            recording_note=f"synthetic seed {args.seed}",
+            recording_note=note,
             progress=progress,
         )
     finally:
@@ -160,9 +203,12 @@ def run(args) -> int:
     write_labels(labels_path, night.labels)
     counts = Counter(lab.kind for lab in night.labels)
     distractors = ", ".join(f"{k} {counts[k]}" for k in LABEL_KINDS if k != "cramp" and counts[k])
+    if args.randomize:
+        rates = describe_spec(spec, night.floor_rms_uv)
+    else:
+        rates = f"EMG {spec.emg_fs_hz:g} Hz, acc {spec.acc_fs_hz:g} Hz"
     print(
-        f"{out}: {res.duration_s / 3600:.2f} h ({res.duration_s:.0f} s), EMG {args.fs:g} Hz, "
-        f"acc {args.acc_fs:g} Hz, {counts['cramp']} cramps; distractors: {distractors}; "
-        f"labels {labels_path}"
+        f"{out}: {res.duration_s / 3600:.2f} h ({res.duration_s:.0f} s), {rates}, "
+        f"{counts['cramp']} cramps; distractors: {distractors}; labels {labels_path}"
     )
     return 0
