@@ -115,6 +115,10 @@ class DetectorConfig:
     acc_wait_s: float = _doc(
         "longest wait for accelerometer samples before a step is decided without them (s)",
         default=2.0, lo=0, hi=3600)
+    drift_ratio_max: float = _doc(
+        "low-frequency swing of the raw EMG (as drift_max_uv) larger than this multiple of the "
+        "window's median envelope, while the leg is still, is a loose electrode: the real holds "
+        "and walking in ../shared/data stay below 0.45", default=1.0, lo=0, hi=1e4, lo_open=True)
     # --- episodes -------------------------------------------------------------------
     min_duration_s: float = _doc("minimum cramp duration (s)", default=10.0, lo=0.5, hi=3600)
     candidate_tonic_fraction: float = _doc(
@@ -135,7 +139,11 @@ class DetectorConfig:
         "an onset is traced back to where the envelope last rose above this multiple of the floor",
         default=1.5, lo=1, hi=100)
     walk_steps: int = _doc(
-        "rhythmic bursts (steps) within walk_window_s that make walking", default=3, lo=1, hi=100)
+        "rhythmic windows in a row (at most 2 s apart) that make walking", default=3, lo=1, hi=100)
+    getup_min_deg: float = _doc(
+        "with an accelerometer, steps count as walking after the shank turned by more than "
+        "this (degrees, getting up from lying) or in the posture of an earlier walk",
+        default=30.0, lo=0, hi=180)
     walk_window_s: float = _doc("look-back for the steps of walking (s)", default=20.0, lo=1, hi=600)
     walk_context_s: float = _doc(
         "after walking, no cramp onset is taken while the leg keeps its walking posture (with "
@@ -143,6 +151,9 @@ class DetectorConfig:
         default=300.0, lo=0, hi=86400)
     walk_override_ratio: float = _doc(
         "... except for contractions stronger than this multiple of the floor", default=15.0, lo=1, hi=10000.0)
+    walk_override_uv: float = _doc(
+        "... and than this level (uV RMS): quiet standing's postural activity stays below "
+        "about 10 % of a calf's maximal EMG", default=150.0, lo=0, hi=1e5)
     plm_series_bursts: int = _doc(
         "leg movements of 0.5-10 s, each 5-90 s after the last (AASM), that make a "
         "periodic-limb-movement series", default=4, lo=2, hi=100)

@@ -157,6 +157,8 @@ class Pipeline:
         self._bursts = deque()           # (onset_s, end_s) of recent 0.5-10 s leg movements
         self._walk_steps = deque()       # times of recent rhythmic steps
         self._walk_last_s = -math.inf    # last step of the last walk
+        self._moved_s = -math.inf        # last step with leg movement
+        self._getup_s = -math.inf        # last large posture change (getting up)
         self._walk_grav = None
         self._recent = deque(maxlen=max(4, int(round(12.0 / step_s))))   # (t_end, step median)
         self._finished = False
@@ -469,7 +471,8 @@ class Pipeline:
                 self._run_tonic += label == "tonic"
             active = step_valid and step_med > run_thr
             min_dur = self._context(t_end, f, on_thr, grav[i])
-            if (label == "tonic" and step_med < cfg.walk_override_ratio * floor
+            if (label == "tonic"
+                    and step_med < max(cfg.walk_override_ratio * floor, cfg.walk_override_uv)
                     and self._in_walk_context(grav[i], t_end)):
                 label, tonic = "upright", False
             if self._run_start is not None:
@@ -550,14 +553,17 @@ class Pipeline:
         cfg = self.cfg
         if not valid:
             return "nodata", False, 0.0
-        artifact = ((f["hum_ratio"] > cfg.hum_max_ratio and f["hum_uv"] > cfg.hum_min_uv)
-                    or f["drift_uv"] > cfg.drift_max_uv
-                    or f["flat_fraction"] > 0.5
-                    or f["excess_hz"] > self.f_split_hz)
         motion = f["motion_g"]
         has_acc = motion == motion                       # NaN without accelerometer
         movement = has_acc and (motion > cfg.motion_max_g
                                 or f["posture_deg"] > cfg.posture_change_max_deg)
+        artifact = ((f["hum_ratio"] > cfg.hum_max_ratio and f["hum_uv"] > cfg.hum_min_uv)
+                    or f["drift_uv"] > cfg.drift_max_uv
+                    or f["flat_fraction"] > 0.5
+                    or f["excess_hz"] > self.f_split_hz
+                    # a still leg: low-frequency swings larger than the EMG itself are the
+                    # electrode moving on the skin (a loose contact), not muscle
+                    or (not movement and f["drift_uv"] > cfg.drift_ratio_max * f["median_uv"]))
         rhythmic = f["rhythm"] > cfg.rhythm_max
         phasic = f["modulation"] < cfg.modulation_min or (rhythmic and f["modulation"] < 0.5)
         if artifact:
@@ -618,10 +624,26 @@ class Pipeline:
         while a PLM series (AASM: >= 4 movements, 5-90 s apart) is going on."""
         cfg = self.cfg
         motion = f["motion_g"]
+        if motion > cfg.motion_max_g:
+            self._moved_s = t_end
+        if f["posture_deg"] > cfg.getup_min_deg:
+            self._getup_s = t_end
+        if motion != motion:
+            moving = True                        # EMG only: the rhythm alone
+        else:
+            # the rhythm is measured over rhythm_window_s: the leg's movement may be
+            # anywhere in it; and one walks upright: after getting up (the shank turning
+            # from lying) or in the posture of an earlier walk
+            moving = (t_end - self._moved_s <= cfg.rhythm_window_s
+                      and (t_end - self._getup_s <= cfg.walk_window_s + cfg.rhythm_window_s
+                           or self._in_walk_posture(grav)))
         if (f["rhythm"] > cfg.rhythm_max and f["modulation"] < 0.6
-                and f["p90_uv"] > on_thr and (motion != motion or motion > cfg.motion_max_g)):
-            # a rhythmic, bursty step (background tone between bursts allowed): walking
-            # once a few of them come close together
+                and f["p90_uv"] > on_thr and moving):
+            # a rhythmic, bursty window (background tone between bursts allowed): walking
+            # once walk_steps of them follow each other (gait keeps its rhythm; twitches
+            # are rhythmic only now and then)
+            if self._walk_steps and t_end - self._walk_steps[-1] > 2.0 * self.step_n * self.frame_dt:
+                self._walk_steps.clear()
             self._walk_steps.append(t_end)
             while self._walk_steps[0] < t_end - cfg.walk_window_s:
                 self._walk_steps.popleft()
@@ -642,17 +664,21 @@ class Pipeline:
         return None
 
     def _in_walk_context(self, grav: np.ndarray, t_end: float) -> bool:
-        """After walking: with a working accelerometer, as long as the leg keeps
-        the posture it had while walking (standing, up to walk_context_s... x3);
-        without one, for walk_context_s."""
-        since = t_end - self._walk_last_s
-        if since > 3.0 * self.cfg.walk_context_s:
-            return False
+        """Upright after walking: with a working accelerometer, whenever the leg is
+        in the posture it had while walking (learned from the walks of the night:
+        standing, however long ago the steps); without one, for walk_context_s
+        after the last step."""
+        if self._walk_grav is not None and np.all(np.isfinite(grav)):
+            return self._in_walk_posture(grav)
+        return t_end - self._walk_last_s <= self.cfg.walk_context_s
+
+    def _in_walk_posture(self, grav: np.ndarray) -> bool:
+        """Is the leg within 45 degrees of its posture while walking?"""
         g0 = self._walk_grav
-        if g0 is not None and np.all(np.isfinite(grav)):
-            cos = float(g0 @ grav) / max(float(np.linalg.norm(g0) * np.linalg.norm(grav)), 1e-12)
-            return cos >= math.cos(math.radians(45.0))     # not lying down again yet
-        return since <= self.cfg.walk_context_s
+        if g0 is None or not np.all(np.isfinite(grav)):
+            return False
+        cos = float(g0 @ grav) / max(float(np.linalg.norm(g0) * np.linalg.norm(grav)), 1e-12)
+        return cos >= math.cos(math.radians(45.0))
 
     def _upright(self, grav: np.ndarray) -> np.ndarray:
         """Per row of gravity vectors: is the shank upright (standing)?"""

@@ -7,6 +7,8 @@ import json
 import sys
 from datetime import timedelta
 
+from crampwatch._files import atomic_private_write, check_output_path
+from crampwatch._text import sanitize_text
 from crampwatch.tools._run import load_config, local_str, parse_acc_labels, run_recording
 
 HELP = "replay recordings (EDF/EDF+/BDF or crampwatch captures) through the detector"
@@ -20,9 +22,11 @@ FIELDS = ("episode_id", "onset_s", "offset_s", "duration_s", "onset", "offset", 
 def add_arguments(p) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="recordings to replay")
     p.add_argument("--emg", metavar="LABEL",
-                   help="EMG channel label (default: the first label containing 'EMG')")
+                   help="EMG channel label (default: a calf/leg EMG channel, else a sleep-lab "
+                        "leg channel such as 'Right Leg', else the first label containing 'EMG')")
     p.add_argument("--acc", metavar="X,Y,Z",
-                   help="accelerometer channel labels (default: labels like 'Acc X/Y/Z')")
+                   help="accelerometer channel labels (default: labels like 'Acc X/Y/Z' or "
+                        "'X Axis')")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="override a detector parameter (see 'crampwatch config show')")
     p.add_argument("--config", metavar="FILE", help="TOML config file ([detector] table)")
@@ -34,7 +38,17 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
 
 
+def check_outputs(args) -> None:
+    """Refuse outputs that name an input (a recording, the config) or each other, before
+    the replay begins: ``--csv night.cwrec`` must never overwrite the night."""
+    inputs = [*args.files, args.config]
+    check_output_path(args.episodes, inputs, "--episodes")
+    check_output_path(args.csv, inputs + [args.episodes], "--csv")
+    check_output_path(args.db, inputs + [args.episodes, args.csv], "--db")
+
+
 def run(args) -> int:
+    check_outputs(args)
     cfg = load_config(args.config, args.overrides)
     acc = parse_acc_labels(args.acc)
     records = []
@@ -47,11 +61,11 @@ def run(args) -> int:
         if args.db:
             store(args.db, res, cfg.step_s)
     if args.episodes:
-        with open(args.episodes, "w", encoding="utf-8") as fh:
+        with atomic_private_write(args.episodes, "w", encoding="utf-8") as fh:
             for r in records:
                 fh.write(json.dumps(r) + "\n")
     if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as fh:
+        with atomic_private_write(args.csv, "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=FIELDS)
             w.writeheader()
             for r in records:
@@ -89,7 +103,8 @@ def print_table(res, recs, out=None) -> None:
     out = out or sys.stdout
     speed = res.duration_s / res.wall_s if res.wall_s > 0 else float("inf")
     hours = res.duration_s / 3600.0
-    print(f"{res.path}: {hours:.2f} h of '{res.channel}' from {local_str(res.start_time)}, "
+    print(f"{sanitize_text(res.path, 300)}: {hours:.2f} h of '{sanitize_text(res.channel, 80)}' "
+          f"from {local_str(res.start_time)}, "
           f"replayed in {res.wall_s:.1f} s ({speed:.0f}x real time); "
           f"{len(recs)} episode{'s' if len(recs) != 1 else ''}", file=out)
     if res.gaps:
