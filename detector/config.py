@@ -63,7 +63,7 @@ class DetectorConfig:
                            default=3.0, lo=1, hi=100)
     muscle_on_ratio: float = _doc(
         "... or above this multiple where the spectrum shows the added power is muscle "
-        "(RMS frequency well below white noise's; bands reaching 400 Hz)", default=2.0, lo=1, hi=100)
+        "(RMS frequency well below white noise's; bands reaching 400 Hz)", default=1.7, lo=1, hi=100)
     on_min_uv: float = _doc(
         "... and above this absolute RMS level (uV): a cramp recruits many motor units; below "
         "it the EMG is a few low-threshold units (resting tone), under ~5 % of a calf's "
@@ -124,6 +124,9 @@ class DetectorConfig:
     candidate_tonic_fraction: float = _doc(
         "share of a candidate's decision steps that must be tonic before it is confirmed",
         default=0.75, lo=0, hi=1)
+    candidate_artifact_fraction: float = _doc(
+        "... and at most this share of them artifact (a contraction seen through a loose "
+        "electrode cannot be confirmed)", default=0.15, lo=0, hi=1)
     max_gap_s: float = _doc("a candidate survives non-tonic interruptions up to this long (s)",
                             default=2.5, lo=0, hi=600)
     end_gap_s: float = _doc("an episode ends after EMG stays below the off-threshold this long (s)",

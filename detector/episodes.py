@@ -135,6 +135,7 @@ class _Run:
     steps: list = field(default_factory=list)   # (t_end_s, rms_uv, peak_uv, score, tonic)
     levels: list = field(default_factory=list)  # step medians while confirmed-active
     moved: int = 0                               # steps labelled movement (not counted)
+    artifacts: int = 0                           # steps labelled artifact
 
 
 class EpisodeAssembler:
@@ -143,8 +144,10 @@ class EpisodeAssembler:
     def __init__(self, min_duration_s: float = 10.0, max_gap_s: float = 1.5,
                  end_gap_s: float = 2.0, merge_gap_s: float = 5.0,
                  candidate_tonic_fraction: float = 0.75, window_s: float = 2.0,
-                 confidence_fn=None, movement_bridge_s: float = 0.0):
+                 confidence_fn=None, movement_bridge_s: float = 0.0,
+                 candidate_artifact_fraction: float = 1.0):
         self.window_s = float(window_s)
+        self.candidate_artifact_fraction = float(candidate_artifact_fraction)
         self.movement_bridge_s = float(movement_bridge_s)
         self._last_offset_s = -math.inf      # episodes never overlap
         self._level_uv = 0.0
@@ -193,6 +196,7 @@ class EpisodeAssembler:
                 run.last_active_s = d.offset_hint_s if d.offset_hint_s is not None else t
                 return self._maybe_confirm(t, d)
             bridge = self.max_gap_s
+            run.artifacts += d.label == "artifact"
             if d.active and d.label == "movement":
                 # grabbing the foot or kicking during a cramp: neither for nor against it
                 run.moved += 1
@@ -208,8 +212,9 @@ class EpisodeAssembler:
                 if d.tonic:
                     return self.step(d)
             return []
-        # active or ending
-        if d.active and d.label not in ("artifact", "nodata"):
+        # active or ending: the EMG staying up carries the episode through movement and
+        # its artifacts (the sleeper wakes and moves the foot during a cramp)
+        if d.active and d.label != "nodata":
             if self.state == "ending":
                 if not d.tonic:
                     # only tonic activity revives an ending episode
@@ -243,6 +248,8 @@ class EpisodeAssembler:
         n_tonic = sum(1 for s in run.steps if s[4])
         if n_tonic < self.candidate_tonic_fraction * (len(run.steps) - run.moved):
             return []
+        if run.artifacts > self.candidate_artifact_fraction * len(run.steps):
+            return []                   # not seen cleanly: a loose electrode, not a cramp
         self.state = "active"
         ep = self._summarise(episode_id=self._next_id, offset_s=None)
         self._next_id += 1

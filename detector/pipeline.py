@@ -126,7 +126,8 @@ class Pipeline:
                                           cfg.merge_gap_s, cfg.candidate_tonic_fraction,
                                           self.window_n * self.frame_dt,
                                           confidence_fn=confidence_model,
-                                          movement_bridge_s=cfg.movement_bridge_s)
+                                          movement_bridge_s=cfg.movement_bridge_s,
+                                          candidate_artifact_fraction=cfg.candidate_artifact_fraction)
         self._upright_cos = math.cos(math.radians(cfg.upright_max_deg))
         self._axis = {"x": 0, "y": 1, "z": 2}.get(cfg.upright_axis)
         self.next_emg_index = 0
@@ -638,7 +639,8 @@ class Pipeline:
                       and (t_end - self._getup_s <= cfg.walk_window_s + cfg.rhythm_window_s
                            or self._in_walk_posture(grav)))
         if (f["rhythm"] > cfg.rhythm_max and f["modulation"] < 0.6
-                and f["p90_uv"] > on_thr and moving):
+                and f["p90_uv"] > on_thr and moving
+                and self.assembler.state == "idle"):    # not a cramp's own fluctuation
             # a rhythmic, bursty window (background tone between bursts allowed): walking
             # once walk_steps of them follow each other (gait keeps its rhythm; twitches
             # are rhythmic only now and then)
