@@ -115,9 +115,18 @@ def seed_text(seeds) -> str:
 # --------------------------------------------------------------------------- one night
 
 
+EMG_ONLY = ", EMG only"
+
+
+def family_order(family: str) -> tuple:
+    """Sort key: the families in FAMILIES order, each EMG-only variant after all of them."""
+    base = family.removesuffix(EMG_ONLY)
+    return (family.endswith(EMG_ONLY), FAMILIES.index(base) if base in FAMILIES else 99)
+
+
 def run_night(task: tuple) -> dict:
     """Simulate, write, replay and return the episodes and labels of one night."""
-    family, seed, hours, overrides = task
+    family, seed, hours, overrides, emg_only = task
     logging.disable(logging.WARNING)  # band-pass narrowing at 200 Hz etc.: expected here
     from crampwatch.errors import CrampwatchError
     from crampwatch.firmware_bridge.edf import write_edf
@@ -126,8 +135,10 @@ def run_night(task: tuple) -> dict:
 
     t0 = time.perf_counter()
     night = SyntheticNight(randomized_spec(seed, family, hours=hours))
+    if emg_only:
+        night.has_accelerometer = False       # the same night, its accelerometer left out
     out = {
-        "family": family,
+        "family": family + EMG_ONLY if emg_only else family,
         "seed": seed,
         "tuning": is_tuning(family, seed),
         "duration_s": night.duration_s,
@@ -187,16 +198,15 @@ def summarize(results: list[dict]) -> list[dict]:
     groups: dict[tuple, list] = {}
     for r in results:
         groups.setdefault((r["family"], r["tuning"]), []).append(r)
-    order = {f: i for i, f in enumerate(FAMILIES)}
     for (family, tuning), rs in sorted(
-        groups.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 99))
+        groups.items(), key=lambda kv: (kv[0][1], family_order(kv[0][0]))
     ):
         row = pooled_score(rs)
         row.update(family=family, tuning=tuning, seeds=seed_text(r["seed"] for r in rs))
         row["no_accelerometer"] = sum(r["acc_fs_hz"] is None for r in rs)
         rows.append(row)
     for tuning in (False, True):
-        rs = [r for r in results if r["tuning"] == tuning]
+        rs = [r for r in results if r["tuning"] == tuning and not r["family"].endswith(EMG_ONLY)]
         if len({r["family"] for r in rs}) > 1:
             row = pooled_score(rs)
             row.update(family="all", tuning=tuning, seeds=seed_text({r["seed"] for r in rs}))
@@ -467,6 +477,10 @@ def main(argv=None) -> int:
         metavar="NAME=VALUE",
         help="detector override, as crampwatch replay --set (repeatable)",
     )
+    ap.add_argument(
+        "--emg-only", default="tidy,shifted", metavar="FAMILIES",
+        help="families also run with the accelerometer left out (default tidy,shifted; '' for none)",
+    )
     ap.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
     ap.add_argument(
         "--quick", action="store_true", help="seeds 101-102, 1 h nights (about a minute)"
@@ -502,7 +516,9 @@ def main(argv=None) -> int:
         ap.error(str(exc))
 
     t0 = time.perf_counter()
-    tasks = [(f, s, hours, args.overrides) for f in families for s in seeds]
+    emg_only = [f.strip() for f in args.emg_only.split(",") if f.strip() in families]
+    tasks = [(f, s, hours, args.overrides, False) for f in families for s in seeds]
+    tasks += [(f, s, hours, args.overrides, True) for f in emg_only for s in seeds]
     results = []
     if args.jobs > 1:
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
@@ -514,7 +530,7 @@ def main(argv=None) -> int:
             results.append(run_night(task))
             print(f"\r{i}/{len(tasks)} nights", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    results.sort(key=lambda r: (FAMILIES.index(r["family"]), r["seed"]))
+    results.sort(key=lambda r: (family_order(r["family"]), r["seed"]))
     rows = summarize(results)
     t_sim = time.perf_counter() - t0
     walking = holds = None

@@ -70,3 +70,8 @@ class SourceError(CrampwatchError):
     def __init__(self, message: str, url: str | None = None):
         super().__init__(message)
         self.url = url
+
+
+class FileLockedError(InputFileError):
+    """A file is locked by another process (an episode log in the middle of a
+    write, a recording another capture is writing); ``path`` names it."""

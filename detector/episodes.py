@@ -64,6 +64,9 @@ class StepDecision:
     level_uv : float or None
         Median envelope of the step (uV RMS); an episode's own level is the
         median of these over its steps.
+    neutral : bool
+        Neither for nor against a candidate (a fluctuation of a contraction
+        that never came down); bridged like movement.
     offset_hint_s : float or None
         Last time within the step the EMG was above the off-threshold.
     rms_uv, peak_uv : float
@@ -90,6 +93,7 @@ class StepDecision:
     run_start_s: float | None = None
     prerun_s: float = 0.0
     level_uv: float | None = None
+    neutral: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,7 @@ class EpisodeAssembler:
                 return self._maybe_confirm(t, d)
             bridge = self.max_gap_s
             run.artifacts += d.label == "artifact"
-            if d.active and d.label == "movement":
+            if d.active and (d.label == "movement" or d.neutral):
                 # grabbing the foot or kicking during a cramp: neither for nor against it
                 run.moved += 1
                 bridge = max(bridge, self.movement_bridge_s)
@@ -212,9 +216,13 @@ class EpisodeAssembler:
                 if d.tonic:
                     return self.step(d)
             return []
-        # active or ending: the EMG staying up carries the episode through movement and
-        # its artifacts (the sleeper wakes and moves the foot during a cramp)
-        if d.active and d.label != "nodata":
+        # active or ending: the EMG staying up carries the episode through movement; a
+        # short artifact (the sleeper wakes and moves the foot during a cramp) is bridged
+        # without extending it, a long one ends it at its last clean moment
+        if (self.state == "active" and d.active and d.label == "artifact"
+                and t - run.last_active_s <= self.movement_bridge_s):
+            return []
+        if d.active and d.label not in ("artifact", "nodata"):
             if self.state == "ending":
                 if not d.tonic:
                     # only tonic activity revives an ending episode

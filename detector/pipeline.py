@@ -471,7 +471,8 @@ class Pipeline:
                 self._run_moved |= label == "movement"
                 self._run_tonic += label == "tonic"
             active = step_valid and step_med > run_thr
-            min_dur = self._context(t_end, f, on_thr, grav[i])
+            min_dur = self._context(t_end, f, on_thr, grav[i],
+                                    (W - bisect_right(row, off_thr)) / W)
             if (label == "tonic"
                     and step_med < max(cfg.walk_override_ratio * floor, cfg.walk_override_uv)
                     and self._in_walk_context(grav[i], t_end)):
@@ -487,7 +488,10 @@ class Pipeline:
                              score=score, offset_hint_s=offset_hint, label=label,
                              floor_uv=floor, min_duration_s=min_dur, run_start_s=run_start_s,
                              prerun_s=cfg.movement_bridge_s if self._run_moved else 0.0,
-                             level_uv=step_med)
+                             level_uv=step_med,
+                             # a deep fluctuation of a contraction that never came down
+                             neutral=(label == "phasic" and tonic_frac >= cfg.tonic_min_fraction
+                                      and f["rhythm"] <= cfg.sustained_rhythm_max))
             new_events = self.assembler.step(d)
             events += new_events
             self._track_floor(t_end, step_med, step_valid, label, f, new_events)
@@ -620,7 +624,8 @@ class Pipeline:
         start_rel = lo + below[-1] + 1 if len(below) else lo
         return frame - (rel - start_rel)
 
-    def _context(self, t_end: float, f: dict, on_thr: float, grav: np.ndarray) -> float | None:
+    def _context(self, t_end: float, f: dict, on_thr: float, grav: np.ndarray,
+                 active_frac: float) -> float | None:
         """Track walking and PLM series; returns a longer minimum duration
         while a PLM series (AASM: >= 4 movements, 5-90 s apart) is going on."""
         cfg = self.cfg
@@ -640,6 +645,7 @@ class Pipeline:
                            or self._in_walk_posture(grav)))
         if (f["rhythm"] > cfg.rhythm_max and f["modulation"] < 0.6
                 and f["p90_uv"] > on_thr and moving
+                and active_frac >= cfg.walk_min_duty      # push-off bursts, not twitches
                 and self.assembler.state == "idle"):    # not a cramp's own fluctuation
             # a rhythmic, bursty window (background tone between bursts allowed): walking
             # once walk_steps of them follow each other (gait keeps its rhythm; twitches

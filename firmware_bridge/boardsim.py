@@ -7,8 +7,10 @@ resets on the Cyton's ``v``) and sends frames made by the protocol's encoder
 from a signal (a :class:`~crampwatch.firmware_bridge.synth.SyntheticNight`
 or a recording), paced by a monotonic schedule at ``speed`` times real time.
 It can lose frames (``drop_rate``) and flip a bit in frames
-(``corrupt_rate``) with a seeded RNG, and keeps a tally of what it did so tests
-compare the host's gap accounting with the truth.
+(``corrupt_rate``) with a seeded RNG, send open frames whose sample counter
+jumps (``counter_glitches``: a firmware glitch with a valid CRC), and keeps a
+tally of what it did so tests compare the host's gap accounting with the
+truth.
 
 :func:`serve_pty` and :func:`serve_tcp` put a sim behind a pseudo-terminal
 (the host opens the slave as a serial port) or a TCP port.
@@ -344,6 +346,8 @@ class _OpenModel(_Model):
         self.encoder = openframe.Encoder(self.info)
         self.acc_next = 0            # next acc sample index to send
         self.next_status_index = 0
+        self.glitches: list = []     # [emg index, counter jump], sorted: see BoardSim
+        self.glitched: list = []     # [emg index, counter jump] of each frame sent glitched
 
     def _us(self, emg_index: int) -> int:
         return int(emg_index * 1_000_000 // self.signal.emg_fs_hz)
@@ -381,7 +385,12 @@ class _OpenModel(_Model):
             i0 = start + k * spf
             block = np.zeros((spf, 2))
             block[:, 0] = emg[k * spf:(k + 1) * spf]
-            add(self.encoder.encode_emg(i0 - self.counter0, self._us(i0), block), i0, spf, 0)
+            counter = i0 - self.counter0
+            if self.glitches and i0 >= self.glitches[0][0]:
+                jump = self.glitches.pop(0)[1]
+                counter += jump        # this one frame only: the firmware glitched
+                self.glitched.append([int(i0), int(jump)])
+            add(self.encoder.encode_emg(counter, self._us(i0), block), i0, spf, 0)
             acc_due = int((i0 + spf) * afs // fs)
             while acc_due - self.acc_next >= self.imu_frame_samples:
                 a0, m = self.acc_next, self.imu_frame_samples
@@ -420,6 +429,8 @@ class Tally:
     dropped: list = field(default_factory=list)
     #: ``[session, stream, first_index, n_samples]`` of each corrupted frame
     corrupted: list = field(default_factory=list)
+    #: ``[emg index, counter jump]`` of each open frame sent with a glitched counter
+    glitched: list = field(default_factory=list)
     sessions: int = 0
 
     def as_dict(self) -> dict:
@@ -447,10 +458,15 @@ class BoardSim:
         Times real time; 0 (or ``inf``) sends as fast as the host reads.
     max_tally_list : int
         Keep at most this many dropped/corrupted frame records in the tally.
+    counter_glitches : list of (float, int)
+        Open frame only: ``(seconds, jump)``: the first EMG frame at or after
+        ``seconds`` of signal carries its sample counter plus ``jump`` (mod
+        2**32), with a valid CRC; the frames after it are normal again.
     """
 
     def __init__(self, protocol: str, signal, seed: int = 0, drop_rate: float = 0.0,
-                 corrupt_rate: float = 0.0, speed: float = 1.0, max_tally_list: int = 100_000):
+                 corrupt_rate: float = 0.0, speed: float = 1.0, max_tally_list: int = 100_000,
+                 counter_glitches=()):
         if protocol not in _MODELS:
             raise ConfigError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})",
                               key="protocol")
@@ -468,6 +484,14 @@ class BoardSim:
         self.speed = float(speed) if speed and math.isfinite(speed) else 0.0
         self.max_tally_list = max_tally_list
         self.tally = Tally(protocol=protocol)
+        if counter_glitches:
+            if protocol != "open":
+                raise ConfigError("--counter-glitch is for the open protocol (its frames carry "
+                                  "a 32-bit sample counter)", key="counter_glitch")
+            fs = self.model.signal.emg_fs_hz
+            self.model.glitches = sorted([int(round(float(t) * fs)), int(j)]
+                                         for t, j in counter_glitches)
+            self.tally.glitched = self.model.glitched
         self.signal_index = 0            # next emg sample index to send
         self._t0: float | None = None    # origin of the device's sample clock
         self._i0 = 0

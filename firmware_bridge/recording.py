@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from crampwatch import __version__
+from crampwatch._files import ensure_private_dir
 from crampwatch.errors import ChannelNotFoundError, CrampwatchError, InputFileError, UnitError
 from crampwatch.firmware_bridge._recording_format import (
     FORMAT_VERSION,
@@ -64,6 +65,7 @@ from crampwatch.firmware_bridge._recording_format import (
     encode_record,
     encode_samples,
 )
+from crampwatch.firmware_bridge.readers import open_regular
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent, StreamInfo
 
 __all__ = [
@@ -238,8 +240,12 @@ class WriterStats:
     ``blocks_dropped``/``samples_dropped`` were refused because the in-memory
     queue was full (the disk too slow or failing); every dropped range is
     stored as a ``"gap"`` event with ``detail["cause"] == "recording"`` once
-    writing works again.  ``blocks_unwritten`` were still in memory when
-    :meth:`CaptureWriter.close` gave up on a failing disk.
+    writing works again.  ``blocks_unwritten``/``samples_unwritten`` were
+    still in memory when :meth:`CaptureWriter.close` gave up on a failing disk
+    (or when the writer thread died).  ``unstored`` counts, per stream, the
+    samples handed to the writer that are not in the file for either reason.
+    ``failed`` says why the writer thread stopped when it stopped on its own
+    (a bug): nothing more can be written.
     """
 
     blocks_received: int = 0
@@ -250,6 +256,9 @@ class WriterStats:
     samples_dropped: int = 0
     events_dropped: int = 0
     blocks_unwritten: int = 0
+    samples_unwritten: int = 0
+    unstored: dict = field(default_factory=dict)
+    failed: str | None = None
     records_written: int = 0
     bytes_written: int = 0
     writes: int = 0
@@ -349,8 +358,9 @@ class CaptureWriter:
             self._specs["acc"] = _spec_from_info(header_info.acc, header_info.acc_storage, "acc")
         if header_info.start_time is not None and header_info.start_time.tzinfo is None:
             raise ValueError("RecordingHeader.start_time must be timezone-aware")
-        if not fsync_interval_s > 0 or not retry_interval_s > 0:
-            raise ValueError("fsync_interval_s and retry_interval_s must be positive")
+        if not (0 < fsync_interval_s < math.inf and 0 < retry_interval_s < math.inf):
+            raise ValueError("fsync_interval_s and retry_interval_s must be positive and finite, "
+                             f"got {fsync_interval_s} and {retry_interval_s}")
         self._append = bool(append)
         self._fsync_interval_s = float(fsync_interval_s)
         self._retry_interval_s = float(retry_interval_s)
@@ -402,6 +412,7 @@ class CaptureWriter:
         """A snapshot of the writer's counters (:class:`WriterStats`)."""
         with self._cond:
             snap = dataclasses.replace(self._stats)
+            snap.unstored = dict(self._stats.unstored)
             snap.queue_bytes = self._mem_bytes
             snap.recording_ok = not self._failing
             if self._pause_started is not None:
@@ -442,6 +453,12 @@ class CaptureWriter:
             if self._closing:
                 raise ValueError(f"{self.path}: recording writer is closed")
             self._stats.blocks_received += 1
+            if self._stats.failed:            # the thread is gone: count, never queue
+                self._stats.blocks_unwritten += 1
+                self._stats.samples_unwritten += stored.shape[0]
+                self._stats.unstored[spec.name] = \
+                    self._stats.unstored.get(spec.name, 0) + stored.shape[0]
+                return
             prev_end = self._last_end.get(spec.name)
             if prev_end is not None and first < prev_end and spec.name not in self._disorder_warned:
                 self._disorder_warned.add(spec.name)
@@ -554,9 +571,16 @@ class CaptureWriter:
         self.close()
 
     # -- queue helpers (called with the lock held) --------------------------
+    @property
+    def failed(self) -> str | None:
+        """Why the writer thread stopped on its own (None while it works or after
+        :meth:`close`): the recording cannot go on."""
+        return self._stats.failed
+
     def _drop_block(self, spec: _StreamSpec, first: int, n: int, host) -> None:
         self._stats.blocks_dropped += 1
         self._stats.samples_dropped += n
+        self._stats.unstored[spec.name] = self._stats.unstored.get(spec.name, 0) + n
         self._pause_dropped += 1
         ranges = self._lost.setdefault(spec.name, [])
         if ranges and ranges[-1][1] == first:
@@ -586,6 +610,26 @@ class CaptureWriter:
 
     # -- writer thread ----------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:      # a bug: the thread ends, and says so loudly
+            why = f"the recording writer stopped: {type(exc).__name__}: {exc}"
+            logger.critical("%s: %s", self.path, why, exc_info=exc)
+            with self._cond:
+                self._stats.failed = why
+                self._stats.last_error = why
+                self._failing = True
+                self._pending.extend(self._queue)
+                self._queue.clear()
+            try:
+                self._finish()
+            finally:
+                with self._cond:
+                    self._closed = True
+                    self._flush_ok = False
+                    self._cond.notify_all()
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while True:
@@ -604,7 +648,7 @@ class CaptureWriter:
                     now = time.monotonic()
                     if now >= due:
                         break
-                    self._cond.wait(due - now)
+                    self._cond.wait(min(due - now, 60.0))
                 closing = self._closing
                 if closing:
                     for stream in list(self._lost):
@@ -612,11 +656,7 @@ class CaptureWriter:
                 self._pending.extend(self._queue)
                 self._queue.clear()
                 flush_req = self._flush_req
-            try:
-                ok = self._attempt(closing)
-            except Exception:        # a bug: keep the daemon alive, say so loudly
-                logger.exception("%s: recording writer failed unexpectedly", self.path)
-                ok = False
+            ok = self._attempt(closing)        # a bug raises: see _run
             with self._cond:
                 self._flush_done = max(self._flush_done, flush_req)
                 self._flush_ok = ok
@@ -741,7 +781,15 @@ class CaptureWriter:
 
     def _finish(self) -> None:
         with self._cond:
-            unwritten = sum(1 for it in self._pending if it[0] == "b")
+            unwritten = 0
+            for it in self._pending:
+                if it[0] == "b":
+                    unwritten += 1
+                    n = int(it[4].shape[0])
+                    self._stats.samples_unwritten += n
+                    name = it[1].name
+                    self._stats.unstored[name] = self._stats.unstored.get(name, 0) + n
+            self._pending = []
             self._stats.blocks_unwritten += unwritten
             self._closed = True
             self._cond.notify_all()
@@ -774,7 +822,7 @@ class CaptureWriter:
     def _open(self, reopen: bool) -> None:
         """Open (create or resume) the file and write its HEADER or SEGMENT record."""
         parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, mode=0o700, exist_ok=True)
+        ensure_private_dir(parent)            # 0700 whatever the umask
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         size0 = None
         try:
@@ -1130,6 +1178,12 @@ class _Walk:
             st.last_record_end = scanner.last_end
             st.file_size = scanner.file_end if scanner.file_end is not None else scanner.last_end
 
+    def skip(self, offset: int, n_bytes: int, why: str) -> None:
+        """Count a record that decoded but cannot be right (see :class:`_IndexGuard`)."""
+        self.stats.records_ok -= 1
+        self.stats.records_bad += 1
+        self.issue_cb(ScanIssue("invalid", offset, offset + n_bytes), why)
+
     def _issue(self, issue: ScanIssue):
         st = self.stats
         if issue.kind == "truncated":
@@ -1161,6 +1215,111 @@ class _Walk:
         if rtype == RecordType.HEADER:
             return "header", _json_object(payload)
         return None
+
+
+class _IndexGuard:
+    """Skip SAMPLES records whose sample index contradicts their stream.
+
+    A record can pass its checksum and still carry a wrong ``first_index`` (a
+    bit flipped before the CRC was computed, a writer bug).  Taken as it is, such
+    a record sends its stream far ahead and every later record looks like a step
+    back, so everything after it would be lost.  So a record that jumps ahead is
+    held (one per stream) until the stream's next record shows what it was: if
+    that one carries on at or after the held record, the jump was a real gap
+    (lost records); if it carries on before it, the held record is the damaged
+    one and is skipped.  A record that goes back over samples already read, or
+    has a negative index, is skipped at once.  A record still held when a gap
+    event of its stream, a new segment or the end of the file comes is kept,
+    unless its host time says the stream went on without a gap (the jump in its
+    index disagrees with the host clock by more than a minute and 10 %).  Each
+    skipped record is reported through ``on_bad(offset, n_bytes, why)``.
+
+    Yields ``(offset, kind, value, segment)``: ``segment`` counts the SEGMENT
+    records seen before the item was read (a held record keeps its own).
+    """
+
+    def __init__(self, items, on_bad):
+        self.items = items
+        self.on_bad = on_bad
+        self.expected: dict = {}        # stream -> end index of the samples passed on
+        self.held: dict = {}            # stream -> (item, first, end)
+        self.host_end: dict = {}        # stream -> host time just after the samples passed on
+
+    def __iter__(self):
+        segment = 0
+        for offset, kind, value in self.items:
+            item = (offset, kind, value, segment)
+            if kind in ("segment", "close", "header"):
+                for stream in sorted(self.held, key=lambda name: self.held[name][0][0]):
+                    yield from self._release(stream)
+            elif kind == "event" and getattr(value, "kind", None) == "gap":
+                yield from self._release(value.stream)
+            if kind == "segment":
+                segment += 1
+            if kind != "samples":
+                yield item
+                continue
+            head, spec, payload = value
+            yield from self._samples(spec.name, item, head.first_index,
+                                     head.first_index + head.n_samples,
+                                     RECORD_OVERHEAD + len(payload))
+        for stream in sorted(self.held, key=lambda name: self.held[name][0][0]):
+            yield from self._release(stream)
+
+    def _release(self, stream):
+        """Decide a held record without a next record to compare with."""
+        held = self.held.pop(stream, None)
+        if held is None:
+            return
+        item, first, end = held
+        head, spec, payload = item[2]
+        host_end, expected = self.host_end.get(stream), self.expected.get(stream)
+        if None not in (host_end, head.host_time_s, expected):
+            by_index = (first - expected) / spec.fs_hz
+            by_host = head.host_time_s - host_end
+            if abs(by_index - by_host) > 60.0 + 0.1 * abs(by_index):
+                self.on_bad(item[0], RECORD_OVERHEAD + len(payload),
+                            f"{stream} samples at index {first}: a jump of {by_index:.0f} s "
+                            f"where the host clock says {by_host:.0f} s")
+                return
+        self._passed(stream, item, end)
+        yield item
+
+    def _samples(self, stream, item, first, end, n_bytes):
+        expected = self.expected.get(stream)
+        if first < 0:
+            self.on_bad(item[0], n_bytes, f"{stream} samples at negative index {first}")
+            return
+        if expected is not None and first < expected:
+            self.on_bad(item[0], n_bytes, f"{stream} samples at index {first} go back before "
+                                          f"index {expected}, already read")
+            return
+        held = self.held.pop(stream, None)
+        if held is not None:
+            h_item, h_first, h_end = held
+            if first < h_first:
+                self.on_bad(h_item[0], RECORD_OVERHEAD + len(h_item[2][2]),
+                            f"{stream} samples at index {h_first}, but the stream carries on "
+                            f"at index {first}")
+            else:
+                yield h_item
+                self._passed(stream, h_item, h_end)
+                expected = h_end
+                if first < h_end:
+                    self.on_bad(item[0], n_bytes, f"{stream} samples at index {first} "
+                                                  f"overlap samples up to index {h_end}")
+                    return
+        if expected is None or first > expected:
+            self.held[stream] = (item, first, end)
+        else:
+            self._passed(stream, item, end)
+            yield item
+
+    def _passed(self, stream, item, end):
+        head, spec, _ = item[2]
+        self.expected[stream] = end
+        self.host_end[stream] = (None if head.host_time_s is None
+                                 else head.host_time_s + head.n_samples / spec.fs_hz)
 
 
 def _json_object(payload: bytes) -> dict:
@@ -1203,10 +1362,10 @@ class _FileIndex:
                                 str(header.get("source_url", "")))]
         events: list[SourceEvent] = []
         extents: dict[str, StreamExtent] = {}
-        for offset, kind, value in walk:
+        for offset, kind, value, seg in _IndexGuard(walk, walk.skip):
             if kind == "samples":
                 head, spec, _ = value
-                for table in (extents, segments[-1].streams):
+                for table in (extents, segments[seg].streams):
                     ext = table.get(spec.name)
                     if ext is None:
                         table[spec.name] = StreamExtent(
@@ -1337,7 +1496,8 @@ class CaptureReader:
     def __init__(self, path: str, emg: str | None = None, acc: str | list[str] | None = None):
         self.path = os.fspath(path)
         try:
-            with open(self.path, "rb") as fh:
+            # regular files only: a FIFO would block, and the reader reads the file 2-3 times
+            with open_regular(self.path) as fh:
                 self.header, self._specs, self._data_offset = _read_header(fh, self.path)
         except OSError as exc:
             raise InputFileError(f"{self.path}: cannot read: {exc.strerror or exc}",
@@ -1509,15 +1669,19 @@ class CaptureReader:
                                        self._warn_once)
             cols["acc"] = self._acc_cols
         walk = _Walk(self.path, self._specs, self._data_offset, self._on_issue)
+        non_finite = dict.fromkeys(chunkers, 0)
         try:
-            for _offset, kind, value in walk:
+            for _offset, kind, value, _seg in _IndexGuard(walk, walk.skip):
                 if kind == "samples":
                     head, spec, payload = value
                     ch = chunkers.get(spec.name)
                     if ch is None:
                         continue
-                    ch.add(head.first_index, head.host_time_s,
-                           _decode_data(head, spec, payload, cols[spec.name]))
+                    data = _decode_data(head, spec, payload, cols[spec.name])
+                    bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+                    if bad:
+                        non_finite[spec.name] += bad
+                    ch.add(head.first_index, head.host_time_s, data)
                 elif kind == "event":
                     if value.kind == "gap" and value.stream in chunkers:
                         chunkers[value.stream].gap_event(value)
@@ -1534,6 +1698,11 @@ class CaptureReader:
             ch.flush()
         yield from self._drain(out, chunkers, final=True)
         self._after_pass(walk.stats)
+        if any(non_finite.values()):
+            # float storage can hold NaN/inf (a board's "no value"): no data, never zeros
+            counts = " and ".join(f"{n} {'EMG' if name == 'emg' else 'accelerometer'} values"
+                                  for name, n in non_finite.items() if n)
+            logger.warning("%s: %s are NaN or infinite: read as no data", self.path, counts)
 
     def _drain(self, out, chunkers, final):
         while True:
@@ -1600,10 +1769,6 @@ def open_capture(path, emg: str | None = None, acc: str | list[str] | None = Non
     ...         ...
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputFileError(f"{path}: no such file", path=path)
-    if os.path.isdir(path):
-        raise InputFileError(f"{path}: is a directory, not a recording", path=path)
     return CaptureReader(path, emg=emg, acc=acc)
 
 

@@ -208,7 +208,7 @@ def test_export_errors_are_one_line(nights, tmp_path, capsys):
         (["export", nights["edf"], "--csv", str(tmp_path / "o.csv"), "--db", nights["db"],
           "--start-s", "99999"], "is only 900.0 s long"),
         (["export", nights["edf"], "--edf", nights["edf"], "--db", nights["db"]],
-         "would overwrite the recording"),
+         "is one of the inputs"),
     ]
     for argv, text in cases:
         assert main(argv) == 2, argv

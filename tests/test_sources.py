@@ -20,7 +20,8 @@ from crampwatch.errors import InputFileError, SourceError
 from crampwatch.firmware_bridge.sources import open_source, parse_url
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent
 
-EVENT_KINDS = {"connected", "disconnected", "gap", "crc_error", "status", "info", "warning"}
+EVENT_KINDS = {"connected", "disconnected", "gap", "crc_error", "corrupt_frame", "status", "info",
+               "warning"}
 KINDS = ["sim", "file", "serial-pty", "socket", "ble"]
 
 

@@ -56,6 +56,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from crampwatch._files import ensure_private_dir, private_fd
+from crampwatch._text import sanitize_text
 from crampwatch.detector import DetectorConfig, EpisodeEnded, EpisodeStarted, Pipeline
 from crampwatch.detector.pipeline import LABELS
 from crampwatch.errors import ConfigError, CrampwatchError, InputFileError
@@ -75,6 +77,11 @@ _PENDING_MAX = 20_000          # items kept while no recording is open yet
 DETECT_BATCH_S = 0.25
 #: the main loop turns at most this often while data flow (s)
 LOOP_S = 0.1
+#: once running, an episode-log write waits at most this long for another process's
+#: lock; what could not be written is kept and written later (the loop never stalls)
+DB_BUSY_S = 2.0
+#: corrupt frames reported one by one in the journal, then only counted
+CORRUPT_LOGGED = 10
 
 
 # --------------------------------------------------------------------------- systemd
@@ -225,7 +232,8 @@ class StatusLine:
 
     def show(self, text: str) -> None:
         width = shutil.get_terminal_size((100, 24)).columns
-        self.stream.write("\r\x1b[K" + text[:max(20, width - 1)])
+        text = sanitize_text(text, max(20, width - 1))     # device strings in it: no escapes
+        self.stream.write("\r\x1b[K" + text)
         self.stream.flush()
         self.shown = True
 
@@ -414,6 +422,12 @@ class _Recording:
     batch: dict = field(default_factory=lambda: {"emg": [], "acc": []})   # for the detector
     batch_n: int = 0                              # EMG samples in the batch
     batch_t: float | None = None                  # when the batch's first block arrived
+    unstored_s: float = 0.0                       # at close: EMG time not in the file
+    file_missing: bool = False                    # at close: the file was never created
+    unstored_base: int = 0                        # EMG samples earlier sessions could not store
+    unsaved_minutes: list = field(default_factory=list)   # rows the log could not take yet
+    unsaved_gaps: list = field(default_factory=list)      # add_gap arguments, likewise
+    unsaved_episodes: list = field(default_factory=list)  # (row or None, ep, status)
 
 
 @dataclass
@@ -429,6 +443,11 @@ class NightSummary:
     recording_ok: bool = True
     recording_error: str | None = None
     samples_dropped: int = 0
+    samples_unwritten: int = 0
+    unstored_s: float = 0.0                         # EMG time seen but not in the file
+    file_missing: bool = False                      # the recording file was never created
+    failure: str | None = None                      # why the capture stopped on its own
+    exit_status: int = 0                            # of ``crampwatch capture``
 
     def text(self) -> str:
         """The night's summary as people read it (local times)."""
@@ -447,9 +466,18 @@ class NightSummary:
             lost = sum(g["duration_s"] or 0.0 for g in self.gaps if g["stream"] == "emg")
             out.append(f"  {sum(1 for g in self.gaps if g['stream'] == 'emg')} EMG gap(s), "
                        f"{lost:.1f} s without signal")
-        if not self.recording_ok or self.samples_dropped:
-            out.append(f"  recording trouble: {self.recording_error or 'disk too slow'}; "
-                       f"{self.samples_dropped} samples could not be stored (stored as gaps)")
+        if self.failure:
+            out.append(f"  FAILED: {sanitize_text(self.failure, 300)}")
+        lost = self.samples_dropped + self.samples_unwritten
+        if not self.recording_ok or lost or self.file_missing:
+            out.append(f"  recording trouble: "
+                       f"{sanitize_text(self.recording_error or 'disk too slow', 300)}; "
+                       f"{lost} samples could not be stored ({self.unstored_s:.1f} s of EMG; "
+                       f"{self.samples_dropped} dropped while the disk failed, stored as gaps, "
+                       f"{self.samples_unwritten} still unwritten at the end)")
+            if self.file_missing:
+                out.append("  NO RECORDING FILE was written this session: only the episode "
+                           "log holds the night")
         n = len(self.episodes)
         out.append(f"  {n} episode{'s' if n != 1 else ''}" + (":" if n else ""))
         if n:
@@ -524,6 +552,10 @@ class CaptureDaemon:
         self._pending: list = []
         self._warned: set = set()
         self._db_failed = False
+        self._db_retry_at = 0.0
+        self._db_last_failed = False
+        self._corrupt_frames = 0
+        self._failure: str | None = None
         self._closed_recordings: list = []
         self._t_status = self._t_log = self._t_db = self._t_watchdog = self._t_notify = 0.0
         self._watchdog_s = watchdog_interval_s()
@@ -567,6 +599,7 @@ class CaptureDaemon:
         try:
             try:
                 self.db = EpisodeLog(self.db_path)
+                self.db.db.execute(f"PRAGMA busy_timeout={int(DB_BUSY_S * 1000)}")
             except (OSError, sqlite3.Error) as exc:
                 raise CrampwatchError(f"cannot open the episode log {self.db_path}: "
                                       f"{exc}") from exc
@@ -654,8 +687,17 @@ class CaptureDaemon:
 
     def _lock(self) -> int:
         path = self.db_path + ".lock"
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        from crampwatch.tools import paths
+        # crampwatch's own data directory (the platform's, not one the user named with
+        # CRAMPWATCH_HOME, --out or --db) is tightened to 0700; new directories are 0700
+        own = None if os.environ.get("CRAMPWATCH_HOME") else os.path.abspath(paths.data_dir())
+        for d in {os.path.dirname(path), self.out_dir}:
+            try:
+                ensure_private_dir(d, tighten=own is not None
+                                   and os.path.commonpath([own, os.path.abspath(d)]) == own)
+            except OSError:
+                pass      # the episode log or the recording writer says what is wrong
+        fd = private_fd(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -676,18 +718,31 @@ class CaptureDaemon:
         if ev.kind == "connected":
             self.connected = True
             self.ever_connected = True
-            self.board = str(ev.detail.get("board") or ev.detail.get("transport") or "")
+            self.board = sanitize_text(ev.detail.get("board") or ev.detail.get("transport")
+                                       or "", 40)
             log.info("capture: %s %s (%s)", "reconnected to" if ev.detail.get("reconnect")
-                     else "connected to", self.src.url,
-                     ", ".join(f"{k}={v}" for k, v in ev.detail.items() if k != "reconnect"))
+                     else "connected to", sanitize_text(self.src.url, 300),
+                     ", ".join(f"{sanitize_text(k, 40)}={sanitize_text(v, 120)}"
+                               for k, v in ev.detail.items() if k != "reconnect"))
         elif ev.kind == "disconnected":
             self.connected = False
             log.warning("capture: board disconnected (%s); retrying with backoff",
-                        ev.detail.get("reason", "?"))
+                        sanitize_text(ev.detail.get("reason", "?"), 300))
         elif ev.kind == "status" and "retry_in_s" in ev.detail:
-            log.info("capture: %s (attempt %s, next in %s s)", ev.detail.get("reason")
-                     or ev.detail.get("state"), ev.detail.get("attempt"),
-                     ev.detail.get("retry_in_s"))
+            log.info("capture: %s (attempt %s, next in %s s)",
+                     sanitize_text(ev.detail.get("reason") or ev.detail.get("state"), 300),
+                     sanitize_text(ev.detail.get("attempt"), 20),
+                     sanitize_text(ev.detail.get("retry_in_s"), 20))
+        elif ev.kind == "corrupt_frame":
+            self._corrupt_frames += int(ev.detail.get("frames") or 1)
+            if self._corrupt_frames <= CORRUPT_LOGGED:
+                log.warning("capture: %s frame with an implausible counter dropped (counter "
+                            "%s, expected %s; %s)%s", ev.stream,
+                            sanitize_text(ev.detail.get("counter"), 20),
+                            sanitize_text(ev.detail.get("expected"), 20),
+                            sanitize_text(ev.detail.get("reason"), 120),
+                            "; further ones are only counted"
+                            if self._corrupt_frames == CORRUPT_LOGGED else "")
         self._record_event(ev)
 
     def _record_event(self, ev: SourceEvent) -> None:
@@ -720,7 +775,10 @@ class CaptureDaemon:
             log.log(logging.WARNING if n >= fs or cause == "restart" else logging.INFO,
                     "capture: %d EMG samples (%.2f s) missing from %s (%s)", n, n / fs,
                     _local(t0), cause)
-        self._db_call(self.db.add_gap, rec.rec_id, stream, first, n, t0, n / fs, cause)
+        args = (stream, first, n, t0, n / fs, cause)
+        if rec.unsaved_gaps or rec.rec_id is None or not self._db_ok(self.db.add_gap,
+                                                                      rec.rec_id, *args):
+            rec.unsaved_gaps.append(args)
 
     def _dropped(self, rec: _Recording, stream: str, first: int | None, n: int) -> None:
         """Track ranges the writer had to drop (its memory full while the disk fails):
@@ -929,9 +987,10 @@ class CaptureDaemon:
         rec.rollover_at = _next_noon(host0)
         if resume and rec_id is not None:
             try:
-                row = self.db.db.execute("SELECT gap_samples FROM recordings WHERE "
-                                         "recording_id=?", (rec_id,)).fetchone()
+                row = self.db.db.execute("SELECT gap_samples, unstored_samples FROM recordings "
+                                         "WHERE recording_id=?", (rec_id,)).fetchone()
                 rec.gap_samples = int(row[0] or 0) if row else 0
+                rec.unstored_base = int(row[1] or 0) if row else 0
             except sqlite3.Error as exc:
                 self._db_error(exc)
         pipe = Pipeline(self.det, emg_fs_hz=emg_info.fs_hz,
@@ -1038,10 +1097,19 @@ class CaptureDaemon:
             self._dropped(rec, stream, None, 0)
         st = rec.writer.close()
         self._writer_stats = st
-        if st.blocks_unwritten or not st.recording_ok:
-            log.error("capture: %s closed with %d block(s) unwritten (%s)", rec.path,
-                      st.blocks_unwritten, st.last_error)
+        rec.unstored_s = st.unstored.get("emg", 0) / rec.emg_info.fs_hz
+        rec.file_missing = not os.path.exists(rec.path)
+        if st.blocks_unwritten or not st.recording_ok or rec.file_missing:
+            log.error("capture: %s closed with %d block(s) (%.1f s of EMG) not stored (%s)%s",
+                      rec.path, st.blocks_unwritten, rec.unstored_s, st.failed or st.last_error,
+                      "; the file does not exist" if rec.file_missing else "")
+        self._db_retry_at = 0.0          # a last try for what the log could not take yet
         self._update_recording_row(rec)
+        if rec.unsaved_minutes or rec.unsaved_gaps or rec.unsaved_episodes:
+            log.error("capture: the episode log %s could not take %d minute summaries, %d gaps "
+                      "and %d episodes of %s; replay the recording with --db to fill it in",
+                      self.db_path, len(rec.unsaved_minutes), len(rec.unsaved_gaps),
+                      len(rec.unsaved_episodes), rec.path)
         self._closed_recordings.append(rec)
         self.rec = None
 
@@ -1106,9 +1174,9 @@ class CaptureDaemon:
                 elif not live:
                     continue            # an earlier session's episode: already in the log
                 final = "truncated" if status == "truncated" else ep.status
-                if row is not None:
-                    self._db_call(self.db.close_episode, row, rec.start_utc, ep,
-                                  rec.emg_info.fs_hz, status=final)
+                if row is None or not self._db_ok(self.db.close_episode, row, rec.start_utc,
+                                                  ep, rec.emg_info.fs_hz, status=final):
+                    rec.unsaved_episodes.append((row, ep, final))   # written when it can be
                 onset = rec.start_utc + timedelta(seconds=ep.onset_s)
                 log.info("episode %s ended: %s to %s local, %.1f s, peak %.1f uV RMS, "
                          "confidence %.2f (%s)", row, _local(onset),
@@ -1180,6 +1248,11 @@ class CaptureDaemon:
                 rec.tap.poll(rec.pipe)
                 self._store_minutes(rec, final=False)
             st = rec.writer.stats
+            if st.failed and self._failure is None:
+                self._failure = st.failed
+                log.error("capture: %s; stopping: the recording cannot go on (a restart "
+                          "continues the night's recording)", st.failed)
+                self.request_stop("recording writer failed")
             rec.watch_drops = (not st.recording_ok or st.blocks_dropped != rec.dropped_seen
                                or st.queue_bytes > self.cfg.write_queue_mb * 2**20 / 4)
             rec.dropped_seen = st.blocks_dropped
@@ -1208,16 +1281,60 @@ class CaptureDaemon:
     def _store_minutes(self, rec: _Recording, final: bool) -> None:
         cols = rec.tap.take_minutes(final=final)
         if cols is not None:
-            self._db_call(self.db.add_minutes, rec.rec_id,
-                          minute_rows(cols, rec.start_utc, rec.tap.step_s))
+            rec.unsaved_minutes.extend(minute_rows(cols, rec.start_utc, rec.tap.step_s))
+        if rec.unsaved_minutes and rec.rec_id is not None \
+                and self._db_ok(self.db.add_minutes, rec.rec_id, rec.unsaved_minutes):
+            rec.unsaved_minutes = []
+
+    def _save_unsaved(self, rec: _Recording) -> None:
+        """Write what the episode log could not take earlier (its disk failed, another
+        process held it locked): the recording's row, gaps, episodes, minutes."""
+        if self.db is None:
+            return
+        if rec.rec_id is None:
+            if rec.night_id is None:
+                rec.night_id = self._db_call(self.db.night_for, rec.start_utc)
+            if rec.night_id is not None:
+                rec.rec_id = self._db_call(
+                    self.db.add_recording, rec.night_id, rec.path, rec.start_utc,
+                    source=self.src.url if self.src else None,
+                    channel=rec.emg_info.channels[rec.emg_col], emg_fs_hz=rec.emg_info.fs_hz,
+                    acc_fs_hz=rec.acc_info.fs_hz if rec.acc_info else None)
+            if rec.rec_id is None:
+                return
+        while rec.unsaved_gaps and self._db_ok(self.db.add_gap, rec.rec_id,
+                                               *rec.unsaved_gaps[0]):
+            rec.unsaved_gaps.pop(0)
+        while rec.unsaved_episodes:
+            row, ep, final = rec.unsaved_episodes[0]
+            if row is None:
+                row = self._db_call(self.db.open_episode, rec.night_id, rec.rec_id,
+                                    rec.start_utc, ep, rec.emg_info.fs_hz,
+                                    rec.emg_info.channels[rec.emg_col])
+                if row is None:
+                    break
+                rec.unsaved_episodes[0] = (row, ep, final)
+            if not self._db_ok(self.db.close_episode, row, rec.start_utc, ep,
+                               rec.emg_info.fs_hz, status=final):
+                break
+            rec.unsaved_episodes.pop(0)
+        if rec.unsaved_minutes and self._db_ok(self.db.add_minutes, rec.rec_id,
+                                               rec.unsaved_minutes):
+            rec.unsaved_minutes = []
 
     def _update_recording_row(self, rec: _Recording) -> None:
+        self._save_unsaved(rec)
         if rec.rec_id is None:
             return
         fs = rec.emg_info.fs_hz
+        st = rec.writer.stats
+        unstored = rec.unstored_base + int(st.unstored.get("emg", 0))
         self._db_call(self.db.update_recording, rec.rec_id,
                       ended_utc=rec.start_utc + timedelta(seconds=rec.emg_end / fs),
-                      samples=rec.emg_end, gap_samples=rec.gap_samples)
+                      samples=rec.emg_end, gap_samples=rec.gap_samples,
+                      unstored_samples=unstored,
+                      recording_error=(st.failed or st.last_error) if unstored or st.failed
+                      or not st.recording_ok else None)
 
     def status_text(self) -> str:
         """The one-line status: link, signal quality, envelope, episodes, recording."""
@@ -1283,8 +1400,15 @@ class CaptureDaemon:
         st = self._writer_stats
         if st is not None:
             summary.recording_ok = st.recording_ok and not st.blocks_unwritten
-            summary.recording_error = st.last_error
+            summary.recording_error = st.failed or st.last_error
             summary.samples_dropped = st.samples_dropped
+            summary.samples_unwritten = st.samples_unwritten
+        for rec in self._closed_recordings:
+            summary.unstored_s += rec.unstored_s
+            summary.file_missing |= rec.file_missing
+        summary.failure = self._failure
+        if self._failure or (st is not None and st.blocks_unwritten) or summary.file_missing:
+            summary.exit_status = 1          # the night was not recorded as it should be
         if self.db is not None:
             if self._closed_recordings:
                 night_id = self._closed_recordings[-1].night_id
@@ -1302,23 +1426,38 @@ class CaptureDaemon:
     def _db_call(self, fn, *args, **kw):
         """Run an episode-log call; a failing database (its disk full) is logged,
         not fatal: recording and detection go on."""
+        self._db_last_failed = True
         if self.db is None:
             return None
+        if self._db_failed and time.monotonic() < self._db_retry_at:
+            return None           # failing: try again at the retry time, never stall the loop
         try:
             result = fn(*args, **kw)
         except sqlite3.Error as exc:
+            try:
+                self.db.db.rollback()        # a half-done transaction must not linger
+            except sqlite3.Error:
+                pass
             self._db_error(exc)
             return None
+        self._db_last_failed = False
         if self._db_failed:
             self._db_failed = False
             log.warning("capture: the episode log %s works again", self.db_path)
         return result
 
+    def _db_ok(self, fn, *args, **kw) -> bool:
+        """:meth:`_db_call`, True if it worked."""
+        self._db_call(fn, *args, **kw)
+        return not self._db_last_failed
+
     def _db_error(self, exc) -> None:
+        self._db_retry_at = time.monotonic() + max(1.0, min(self.cfg.db_update_s, 10.0))
         if not self._db_failed:
             self._db_failed = True
             log.error("capture: episode log %s failed: %s; recording and detection go on, "
-                      "replay the recording with --db to fill it in later", self.db_path, exc)
+                      "what it could not take is kept and written when it works again",
+                      self.db_path, exc)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -1401,7 +1540,7 @@ def _listdir(path: str) -> list[str]:
 
 def _can_mkdir(path: str) -> bool:
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        ensure_private_dir(path)
         return True
     except OSError:
         return False       # the writer reports it (and retries): detection goes on

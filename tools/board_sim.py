@@ -29,6 +29,14 @@ def _speed(text: str) -> float:
     return value
 
 
+def _glitch(text: str) -> tuple[float, int]:
+    at, _, jump = text.partition(":")
+    at_s, jump_n = float(at), int(jump) if jump else 10**8
+    if not (at_s >= 0 and at_s < float("inf")):
+        raise ValueError(text)
+    return at_s, jump_n
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--protocol", required=True, choices=["cyton", "bitalino", "open"],
                         help="the board's wire protocol")
@@ -53,6 +61,11 @@ def add_arguments(parser) -> None:
                         help="open protocol: EMG rate to announce (default 1000)")
     parser.add_argument("--acc-fs", type=float, default=None, metavar="HZ",
                         help="open protocol: accelerometer rate (default 100)")
+    parser.add_argument("--counter-glitch", dest="glitches", action="append", default=[],
+                        type=_glitch, metavar="SECONDS[:JUMP]",
+                        help="open protocol: the EMG frame at SECONDS of signal carries a sample "
+                             "counter JUMP too far (default 100000000), with a valid CRC "
+                             "(a firmware glitch); repeatable")
     parser.add_argument("--tally", metavar="FILE", help="write the final tally as JSON here")
     parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
                         help="exit after this many seconds (default: run until SIGTERM)")
@@ -73,7 +86,8 @@ def run(args) -> int:
                                           emg_fs_hz=args.emg_fs or 1000.0,
                                           acc_fs_hz=args.acc_fs or 100.0)
     sim = boardsim.BoardSim(args.protocol, signal, seed=args.seed, drop_rate=args.drop,
-                            corrupt_rate=args.corrupt, speed=args.speed)
+                            corrupt_rate=args.corrupt, speed=args.speed,
+                            counter_glitches=getattr(args, "glitches", ()))
     sim.warm_up()
 
     def announce(where: str) -> None:

@@ -21,7 +21,9 @@ detect cramps live with the same pipeline as 'crampwatch replay', and log each e
 SQLite episode log when its onset is confirmed.  Runs until SIGTERM/SIGINT (then prints the
 night's summary and exits 0), the end of a file:// source, --duration or the configured
 stop_at time.  Without --source the config file's source is used; without any config, the
-simulated board (sim://).  A restart the same night continues the night's recording."""
+simulated board (sim://).  A restart the same night continues the night's recording.
+Exit status 1 when the recording failed (its writer stopped, or samples could not be stored
+by the end): the summary and the journal say why."""
 
 
 def add_arguments(p) -> None:
@@ -72,7 +74,7 @@ def run(args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(summary.text(), flush=True)
-    return 0
+    return summary.exit_status
 
 
 if __name__ == "__main__":  # pragma: no cover

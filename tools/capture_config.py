@@ -11,8 +11,11 @@ A config file has two tables, both optional::
 
 A file without tables is read as detector parameters (what ``crampwatch
 replay --config`` takes).  Unknown tables and keys are errors that name the
-file and the key.  ``crampwatch config show`` prints every key with its
-meaning, unit and default.
+file and the key.  Every value is checked when the config is loaded: numbers
+must be finite and within the key's range (:data:`RANGES`, stated in the
+message), strings printable and of sane length; a file that cannot be read as
+a config (binary, UTF-16, huge, nested without end) is one error too.
+``crampwatch config show`` prints every key with its meaning, unit and default.
 
 Examples
 --------
@@ -24,21 +27,40 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import shlex
-import tomllib
 import typing
 from dataclasses import dataclass, fields
 
+from crampwatch._validate import check_number, check_text, read_toml
 from crampwatch.detector.config import DetectorConfig, _doc
 from crampwatch.errors import ConfigError
 
-__all__ = ["CaptureConfig", "LoadedConfig", "default_config_path", "load_config"]
+__all__ = ["CaptureConfig", "LoadedConfig", "RANGES", "default_config_path", "load_config"]
 
 CONFIG_ENV = "CRAMPWATCH_CONFIG"
 CONFIG_NAME = "crampwatch.toml"
+
+
+#: key -> (lowest, highest) allowed value of every number of [capture], both included:
+#: what the daemon can work with (a zero or infinite interval stops its threads)
+RANGES: dict[str, tuple[float, float]] = {
+    "stall_s": (0.1, 3600.0),
+    "fsync_interval_s": (0.01, 60.0),
+    "disk_retry_s": (0.05, 3600.0),
+    "write_queue_mb": (0.1, 4096.0),
+    "db_update_s": (0.05, 3600.0),
+    "status_interval_s": (0.05, 3600.0),
+    "log_interval_s": (0.0, 86400.0),
+    "hook_timeout_s": (0.1, 86400.0),
+}
+#: longest string value (a URL, a path, a hook command)
+MAX_TEXT = 4096
+
+
+def _unit(name: str) -> str:
+    return "s" if name.endswith("_s") else ("MB" if name.endswith("_mb") else "")
 
 
 @dataclass(frozen=True)
@@ -97,15 +119,18 @@ class CaptureConfig:
                          default="crampwatch")
 
     def __post_init__(self):
+        where = "config [capture]"
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, float) and (math.isnan(v) or v < 0):
-                raise ConfigError(f"config [capture] {f.name}={v}: must not be negative",
+            if f.name in RANGES:
+                lo, hi = RANGES[f.name]
+                object.__setattr__(self, f.name, check_number(
+                    f.name, v, lo, hi, float, where=where, unit=_unit(f.name)))
+            elif f.type in (str, "str"):
+                check_text(f.name, v, MAX_TEXT, where=where)
+            elif f.type in (bool, "bool") and not isinstance(v, bool):
+                raise ConfigError(f"{where} {f.name}={v!r} is not a valid bool (true or false)",
                                   key=f.name)
-        for name in ("fsync_interval_s", "disk_retry_s", "write_queue_mb", "db_update_s",
-                     "status_interval_s", "hook_timeout_s", "stall_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"config [capture] {name} must be > 0", key=name)
         if self.status_line not in ("auto", "on", "off"):
             raise ConfigError(f"config [capture] status_line={self.status_line!r}: use auto, on "
                               "or off", key="status_line")
@@ -171,13 +196,12 @@ def _convert(key: str, raw, typ, where: str):
                 return False
             raise ValueError
         if typ is float:
-            if isinstance(raw, bool):
-                raise ValueError
-            return float(raw)
+            lo, hi = RANGES.get(key, (None, None))
+            return check_number(key, raw, lo, hi, float, where=where, unit=_unit(key))
         if typ is str:
             if not isinstance(raw, str):
                 raise ValueError
-            return raw
+            return check_text(key, raw, MAX_TEXT, where=where)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {key}={raw!r} is not a valid {typ.__name__}",
                           key=key) from exc
@@ -240,15 +264,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, *,
         if os.path.isfile(candidate):
             path = candidate
     if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: no such config file") from exc
-        except IsADirectoryError as exc:
-            raise ConfigError(f"{path}: is a directory, not a config file") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        data = read_toml(path)
         used = path
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
@@ -268,6 +284,9 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, *,
         if path is None or str(path) in str(exc):
             raise
         raise ConfigError(f"{path} [detector]: {exc}", key=exc.key) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        # a value of a type the detector's own checks do not expect (a table, a date)
+        raise ConfigError(f"{path} [detector]: a value of the wrong type ({exc})") from None
     cap_over, det_over = _split_overrides(overrides or [])
     if cap_over:
         cap = CaptureConfig.from_mapping(cap_over, base=cap, where="--set")

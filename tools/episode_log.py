@@ -11,6 +11,12 @@ strings; people see them in local time.
 A *night* is named by the local date of the evening it began: a recording
 started before noon belongs to the previous day's night.
 
+The log carries its schema version (``meta.schema_version``): a log written
+by a newer crampwatch is refused with a clear message (never changed), an
+older one is migrated in place, a SQLite database that is not an episode log
+is refused, and a log another process holds locked says so.  The files (the
+database and its ``-wal``/``-shm``) are owner-only, 0600.
+
 Examples
 --------
 >>> import tempfile, os
@@ -24,11 +30,18 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-SCHEMA_VERSION = 1
+from crampwatch import __version__
+from crampwatch._files import ensure_private_dir, make_private, private_fd
+from crampwatch.errors import FileLockedError, InputFileError
+
+#: version 2: recordings.unstored_samples and recordings.recording_error (samples the
+#: detector saw that could not be stored, and why)
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -50,6 +63,8 @@ CREATE TABLE IF NOT EXISTS recordings (
     ended_utc    TEXT,                      -- last sample seen so far
     samples      INTEGER NOT NULL DEFAULT 0,
     gap_samples  INTEGER NOT NULL DEFAULT 0,
+    unstored_samples INTEGER NOT NULL DEFAULT 0,  -- EMG samples seen but not in the file
+    recording_error  TEXT,                        -- why they could not be stored
     UNIQUE (path)
 );
 CREATE TABLE IF NOT EXISTS gaps (
@@ -101,6 +116,20 @@ CREATE INDEX IF NOT EXISTS minutes_time ON minutes(minute_utc);
 """
 
 
+# schema version -> SQL that brings a log of that version to the next one
+_MIGRATIONS = {
+    1: ("ALTER TABLE recordings ADD COLUMN unstored_samples INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE recordings ADD COLUMN recording_error TEXT;"),
+}
+_TABLES = {"meta", "nights", "recordings", "gaps", "minutes", "episodes"}
+
+
+def is_locked_error(exc: sqlite3.Error) -> bool:
+    """True if a sqlite3 error means another process holds the database locked."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def utc_iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -119,27 +148,136 @@ def night_date(start_utc: datetime, tz: timezone | None = None) -> str:
 
 class EpisodeLog:
     """The SQLite episode log (see module docstring).  Thread-compatible: use
-    one object per thread."""
+    one object per thread.
 
-    def __init__(self, path: str):
+    Parameters
+    ----------
+    path : str
+        The database file; created (0600, its directory 0700) if missing and
+        ``create`` is True.
+    create : bool
+        False: the file must exist (readers: review, label, export).
+    timeout_s : float
+        How long to wait for another process's lock before saying the log
+        is locked.
+
+    Raises
+    ------
+    FileLockedError
+        Another process holds the log locked for longer than ``timeout_s``.
+    InputFileError
+        Not a SQLite database, a database that is not an episode log, or a
+        log of a newer schema than this crampwatch knows.
+    """
+
+    def __init__(self, path: str, *, create: bool = True, timeout_s: float = 30.0):
         self.path = str(path)
-        d = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        new = not os.path.exists(self.path)
-        if new:   # health data: owner-only from the first byte
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.db = sqlite3.connect(self.path, timeout=30.0)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(_SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),))
-        self.db.commit()
+        if create:
+            ensure_private_dir(os.path.dirname(os.path.abspath(self.path)))
+            if not os.path.exists(self.path):
+                self._create(timeout_s)
+        elif not os.path.isfile(self.path):
+            raise InputFileError(f"no episode log at {self.path}", path=self.path)
+        self.db = sqlite3.connect(self.path, timeout=timeout_s)
+        try:
+            self._prepare()
+        except sqlite3.Error as exc:
+            self.db.close()
+            if is_locked_error(exc):
+                raise FileLockedError(
+                    f"{self.path}: the episode log is locked by another process (waited "
+                    f"{timeout_s:g} s); try again when it is done", path=self.path) from exc
+            raise InputFileError(f"{self.path}: not a crampwatch episode log ({exc})",
+                                 path=self.path) from exc
+        except BaseException:
+            self.db.close()
+            raise
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.path + suffix):
-                os.chmod(self.path + suffix, 0o600)
+                make_private(self.path + suffix)
+
+    def _create(self, timeout_s: float) -> None:
+        """A new log, built beside its path and linked into place whole: nobody ever
+        opens a log without its tables.  Owner-only (0600) from the first byte."""
+        tmp = f"{self.path}.{os.getpid()}.new"
+        os.close(private_fd(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC))
+        try:
+            con = sqlite3.connect(tmp, timeout=timeout_s)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                            (str(SCHEMA_VERSION),))
+                con.commit()
+            finally:
+                con.close()
+            try:
+                os.link(tmp, self.path)           # never over a log another process made
+            except FileExistsError:
+                pass
+            except OSError:                       # a file system without hard links
+                if not os.path.exists(self.path):
+                    os.replace(tmp, self.path)
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(tmp + suffix)
+                except FileNotFoundError:
+                    pass
+
+    def _prepare(self) -> None:
+        """Check the schema version; create, migrate or refuse."""
+        db = self.db
+        db.row_factory = sqlite3.Row
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = None
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None:
+                try:
+                    version = int(row[0])
+                except (TypeError, ValueError):
+                    raise InputFileError(f"{self.path}: the episode log's schema version "
+                                         f"{row[0]!r} is not a number", path=self.path) from None
+        if tables and (version is None or not {"episodes", "recordings"} <= tables):
+            raise InputFileError(
+                f"{self.path}: a SQLite database but not a crampwatch episode log (tables: "
+                f"{', '.join(sorted(tables))[:200]})", path=self.path)
+        if version is not None and version > SCHEMA_VERSION:
+            raise InputFileError(
+                f"{self.path}: this episode log has schema version {version}, newer than this "
+                f"crampwatch ({__version__}) understands (version "
+                f"{SCHEMA_VERSION}); upgrade crampwatch to read it (the log was left "
+                "unchanged)", path=self.path)
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        if version is None:                       # a new log
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+            db.commit()
+        elif version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older log to :data:`SCHEMA_VERSION`, one step at a time, in one
+        transaction (all or nothing)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for v in range(version, SCHEMA_VERSION):
+                for stmt in filter(None, (x.strip() for x in _MIGRATIONS[v].split(";"))):
+                    db.execute(stmt)
+            db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                       (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        logging.getLogger(__name__).info("%s: episode log migrated from schema version %d to %d",
+                                         self.path, version, SCHEMA_VERSION)
 
     def close(self) -> None:
         self.db.close()
@@ -181,10 +319,14 @@ class EpisodeLog:
         return int(cur.lastrowid)
 
     def update_recording(self, recording_id: int, *, ended_utc: datetime | None = None,
-                         samples: int | None = None, gap_samples: int | None = None) -> None:
+                         samples: int | None = None, gap_samples: int | None = None,
+                         unstored_samples: int | None = None,
+                         recording_error: str | None = None) -> None:
         sets, args = [], []
         for col, val in (("ended_utc", utc_iso(ended_utc) if ended_utc else None),
-                         ("samples", samples), ("gap_samples", gap_samples)):
+                         ("samples", samples), ("gap_samples", gap_samples),
+                         ("unstored_samples", unstored_samples),
+                         ("recording_error", recording_error)):
             if val is not None:
                 sets.append(f"{col}=?")
                 args.append(val)

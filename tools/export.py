@@ -44,6 +44,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from crampwatch._files import atomic_private_write, check_output_path, make_private, private_umask
 from crampwatch.errors import ConfigError, InputFileError
 
 __all__ = [
@@ -289,14 +290,20 @@ def export_edf(path: str, out: str, episodes: list, emg: str | None = None, acc=
                        for e in eps]
         kw = dict(annotations=annotations, emg_label=emg_label[:16],
                   equipment="crampwatch export", recording_note="crampwatch export")
-        if start_s == 0.0 and duration_s is None:
-            return write_edf(out, reader, **kw)
-        e0 = int(round(start_s * reader.emg.fs_hz)) / reader.emg.fs_hz
-        return write_edf(out, _window_blocks(reader, start_s, end_s),
-                         emg_fs_hz=reader.emg.fs_hz,
-                         acc_fs_hz=reader.acc.fs_hz if reader.acc is not None else None,
-                         duration_s=end_s - start_s,
-                         start_time=reader.start_time + timedelta(seconds=e0), **kw)
+        # the EDF writer (pyedflib) creates its file itself: the umask 077 makes it
+        # owner-only from its first byte, the chmod whatever the writer did
+        with private_umask():
+            if start_s == 0.0 and duration_s is None:
+                res = write_edf(out, reader, **kw)
+            else:
+                e0 = int(round(start_s * reader.emg.fs_hz)) / reader.emg.fs_hz
+                res = write_edf(out, _window_blocks(reader, start_s, end_s),
+                                emg_fs_hz=reader.emg.fs_hz,
+                                acc_fs_hz=reader.acc.fs_hz if reader.acc is not None else None,
+                                duration_s=end_s - start_s,
+                                start_time=reader.start_time + timedelta(seconds=e0), **kw)
+        make_private(out)
+        return res
 
 
 # --------------------------------------------------------------------------- CSV
@@ -329,9 +336,8 @@ def export_csv(path: str, out: str, episodes: list, emg: str | None = None, acc=
             bar = tqdm(total=round(end_s - start_s), unit="s", desc="csv", leave=False,
                        file=sys.stderr)
         rows = 0
-        tmp = out + ".part"
         try:
-            with open(tmp, "w", encoding="ascii", newline="") as fh:
+            with atomic_private_write(out, "w", encoding="ascii", newline="") as fh:
                 fh.write(header + "\n")
                 held = _AccHold(fs_e, fs_a)
                 for blk, acc_rows in held.aligned(_window_blocks(reader, start_s, end_s)):
@@ -346,11 +352,6 @@ def export_csv(path: str, out: str, episodes: list, emg: str | None = None, acc=
                     rows += len(idx)
                     if bar is not None:
                         bar.update(round(blk.end_index / fs_e) - bar.n)
-            os.replace(tmp, out)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -360,7 +361,7 @@ def export_csv(path: str, out: str, episodes: list, emg: str | None = None, acc=
            if (e["offset_s"] if e["offset_s"] is not None else e["onset_s"]) >= start_s
            and e["onset_s"] < end_s]
     ep_path = episodes_csv_path(out)
-    with open(ep_path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_private_write(ep_path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=EPISODE_CSV_FIELDS)
         w.writeheader()
         for e in eps:
@@ -439,8 +440,11 @@ def run(args) -> int:
     if not os.path.exists(path):
         raise InputFileError(f"{path}: no such file", path=path)
     out = args.edf or args.csv
-    if os.path.abspath(out) == os.path.abspath(path):
-        raise ConfigError(f"{out}: the output would overwrite the recording")
+    option = "--edf" if args.edf else "--csv"
+    inputs = [path, args.db, args.config]
+    check_output_path(out, inputs, option)
+    if args.csv:
+        check_output_path(episodes_csv_path(out), inputs, f"{option} (its episodes file)")
     acc = parse_acc_labels(args.acc)
     cfg = load_config(args.config, args.overrides)
     if args.db is not None and not os.path.exists(args.db):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from crampwatch.errors import InputFileError
+from crampwatch.errors import ConfigError, InputFileError
 from crampwatch.tools.episode_log import EpisodeLog, parse_utc
 
 __all__ = ["VERDICT_DISTRACTOR_KIND", "verdict_labels"]
@@ -30,6 +30,8 @@ false ones distractors). Episode ids are the ones 'crampwatch review' shows."""
 
 VERDICT_DISTRACTOR_KIND = "user_false"
 """Label kind of an episode the user marked false (a distractor for evaluation)."""
+#: longest note stored with a verdict (characters)
+MAX_NOTE_CHARS = 2000
 
 
 def add_arguments(p) -> None:
@@ -48,7 +50,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from crampwatch._text import sanitize_text
     from crampwatch.tools.review import format_duration, open_log, utc_offset_label
+    if args.note is not None and len(args.note) > MAX_NOTE_CHARS:
+        raise ConfigError(f"--note: {len(args.note)} characters; at most {MAX_NOTE_CHARS}",
+                          key="note")
     with open_log(args.db) as log:
         ep = log.episode(args.episode_id)
         if ep is None:
@@ -68,7 +74,7 @@ def run(args) -> int:
         line = (f"episode #{args.episode_id} (night {night.get('night_date', '?')}, "
                 f"{onset:%H:%M:%S} {utc_offset_label(onset)}, {format_duration(dur)}): {what}")
         if note:
-            line += f"; note: {note}"
+            line += f"; note: {sanitize_text(note, 300)}"
         print(line)
     return 0
 

@@ -39,12 +39,16 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 
 from crampwatch import CrampwatchError, __version__
+from crampwatch._files import atomic_private_write
+from crampwatch._text import sanitize_text
 from crampwatch.tools import _plots
 from crampwatch.tools.episode_log import EpisodeLog, parse_utc
 from crampwatch.tools.review import (
     NightSummary,
     ep_duration_s,
     format_duration,
+    good_signal_text,
+    storage_text,
     summarize_night,
     utc_offset_label,
 )
@@ -255,8 +259,10 @@ code{background:#f3f3f3;padding:1px 4px}
 """
 
 
-def _e(x) -> str:
-    return html.escape(str(x), quote=True)
+def _e(x, max_len: int = 2000) -> str:
+    """Text for HTML: control characters and terminal escapes made visible, length
+    capped (notes, labels and paths come from users and devices), then escaped."""
+    return html.escape(sanitize_text(x, max_len), quote=True)
 
 
 def _local_naive(dt: datetime) -> datetime:
@@ -397,14 +403,10 @@ def _facts(s: NightSummary) -> str:
                                  f"{'s' if n != 1 else ''}")))
     else:
         rows.append(("Recorded", "nothing: this night has no recording"))
-    if s.good_s is None:
-        rows.append(("Good signal", "unknown (no per-minute summary in the log)"))
-    else:
-        covered = s.good_s + s.artifact_s + s.nodata_s
-        pct = 100.0 * s.good_s / covered if covered > 0 else 0.0
-        rows.append(("Good signal", (f"{format_duration(s.good_s)} ({pct:.0f} %); artifact "
-                                    f"{format_duration(s.artifact_s)}; no data "
-                                    f"{format_duration(s.nodata_s)}")))
+    stored = storage_text(s)
+    if stored is not None:
+        rows.append(("NOT STORED", stored))
+    rows.append(("Good signal", good_signal_text(s)[0]))
     if s.gaps:
         total = sum(g["duration_s"] for g in s.gaps)
         items = ", ".join(f"{g['start_utc'].astimezone():%H:%M:%S} "
@@ -551,19 +553,6 @@ def write_report(log: EpisodeLog, out_path: str, night: dict | None = None, n_ni
 
 
 def _write_private(path: str, text: str) -> None:
-    from crampwatch.errors import InputFileError
-    path = os.fspath(path)
-    tmp = f"{path}.part"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot write the report: {exc.strerror or exc}",
-                             path=path) from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """The report, 0600 whatever the umask, replaced atomically."""
+    with atomic_private_write(path, "w", encoding="utf-8") as fh:
+        fh.write(text)

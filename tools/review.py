@@ -33,16 +33,20 @@ import textwrap
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from crampwatch.errors import ConfigError, InputFileError
-from crampwatch.tools.episode_log import EpisodeLog, parse_utc
+from crampwatch._files import check_output_path
+from crampwatch._text import sanitize_text
+from crampwatch.errors import ConfigError, FileLockedError, InputFileError
+from crampwatch.tools.episode_log import EpisodeLog, is_locked_error, parse_utc
 
 __all__ = [
     "NightSummary",
     "episode_json",
     "format_duration",
     "format_summary",
+    "good_signal_text",
     "open_log",
     "resolve_night",
+    "storage_text",
     "summarize_night",
     "use_color",
     "utc_offset_label",
@@ -56,6 +60,8 @@ self-contained report (timeline of the night, a close-up of every episode, trend
 last 30 nights). Episodes marked false with 'crampwatch label' are listed but not counted."""
 
 MAX_GAPS_LISTED = 6
+#: readers wait this long for another process's lock on the log, then say it is locked
+OPEN_TIMEOUT_S = 3.0
 # holes between two recordings of a night shorter than this are not gaps
 RECORDING_HOLE_MIN_S = 1.0
 
@@ -109,6 +115,11 @@ class NightSummary:
         while open) and ``path`` (the recording file).
     cramps : list of dict
         The episodes not marked false by the user.
+    unstored_s : float
+        Signal the detector saw that is not in any recording file: samples the
+        capture could not store, and whole recordings whose file is missing.
+    storage_problems : list of str
+        Why (the capture's error, "file missing: PATH").
     """
 
     night: dict
@@ -122,6 +133,15 @@ class NightSummary:
     gaps: list = field(default_factory=list)
     episodes: list = field(default_factory=list)
     cramps: list = field(default_factory=list)
+    unstored_s: float = 0.0
+    storage_problems: list = field(default_factory=list)
+
+    @property
+    def summarised_s(self) -> float:
+        """Seconds of the night the per-minute summaries cover."""
+        if self.good_s is None:
+            return 0.0
+        return self.good_s + self.artifact_s + self.nodata_s
 
     @property
     def span_s(self) -> float:
@@ -152,7 +172,9 @@ def open_log(db_path: str | None) -> EpisodeLog:
     Raises
     ------
     InputFileError
-        The file does not exist or is not an episode log.
+        The file does not exist, is not an episode log, or has a newer schema.
+    FileLockedError
+        Another process holds it locked (for more than a few seconds).
 
     Examples
     --------
@@ -170,10 +192,14 @@ def open_log(db_path: str | None) -> EpisodeLog:
             f"recording with 'crampwatch replay FILE --db {db_path}'", path=db_path)
     if os.path.isdir(db_path):
         raise InputFileError(f"{db_path}: is a directory, not an episode log", path=db_path)
+    log = EpisodeLog(db_path, create=False, timeout_s=OPEN_TIMEOUT_S)
     try:
-        log = EpisodeLog(db_path)
         log.db.execute("SELECT count(*) FROM episodes").fetchone()
     except sqlite3.DatabaseError as exc:
+        log.close()
+        if is_locked_error(exc):
+            raise FileLockedError(f"{db_path}: the episode log is locked by another process; "
+                                  "try again when it is done", path=db_path) from exc
         raise InputFileError(f"{db_path}: not a crampwatch episode log ({exc})",
                              path=db_path) from exc
     return log
@@ -226,6 +252,16 @@ def summarize_night(log: EpisodeLog, night: dict) -> NightSummary:
         s.start_utc = min(a for a, _, _ in spans)
         s.end_utc = max(b for _, b, _ in spans)
         s.recorded_s = sum((b - a).total_seconds() for a, b, _ in spans)
+    for a, b, r in spans:
+        fs = float(r.get("emg_fs_hz") or 0.0)
+        length_s = (b - a).total_seconds()
+        lost_s = (r.get("unstored_samples") or 0) / fs if fs > 0 else 0.0
+        if not os.path.exists(r["path"]):
+            lost_s = length_s
+            s.storage_problems.append(f"file missing: {r['path']}")
+        if lost_s > 0 and r.get("recording_error"):
+            s.storage_problems.append(str(r["recording_error"]))
+        s.unstored_s += min(lost_s, length_s) if length_s > 0 else lost_s
     q = log.db.execute(
         "SELECT count(*), sum(good_s), sum(artifact_s), sum(nodata_s) FROM minutes m "
         "JOIN recordings r USING (recording_id) WHERE r.night_id=?", (nid,)).fetchone()
@@ -356,6 +392,54 @@ def _wrap(prefix: str, items: list[str], width: int = 80) -> list[str]:
     return lines
 
 
+def good_signal_text(s: NightSummary) -> tuple[str, float | None]:
+    """``"2 min 25 s (38 %); artifact ...; no data ...; no summary 4 min 00 s"`` and the
+    percentage (None: unknown).  The percentage is of the recorded time: minutes the
+    log has no summary of (its disk failed during the night) are not counted as good."""
+    if s.good_s is None:
+        return "unknown (no per-minute summary in the log)", None
+    covered = s.summarised_s
+    whole = max(s.recorded_s, covered)
+    pct = 100.0 * s.good_s / whole if whole > 0 else 0.0
+    text = (f"{format_duration(s.good_s)} ({pct:.0f} %); artifact "
+            f"{format_duration(s.artifact_s)}; no data {format_duration(s.nodata_s)}")
+    unknown = whole - covered
+    if unknown >= 1.0:
+        text += f"; no summary {format_duration(unknown)}"
+    return text, pct
+
+
+def storage_text(s: NightSummary) -> str | None:
+    """What the recordings of the night do not hold (None: all was stored)."""
+    if s.unstored_s <= 0 and not s.storage_problems:
+        return None
+    why = "; ".join(dict.fromkeys(sanitize_text(p, 160) for p in s.storage_problems))
+    return (f"{format_duration(s.unstored_s)} of {format_duration(s.recorded_s)} not in the "
+            f"recording" + (f" ({why})" if why else ""))
+
+
+def _wrap_text(prefix: str, text: str, width: int = 80) -> list[str]:
+    """``text`` after ``prefix`` in ``width`` columns, broken after its ``"; "``
+    (a duration is never split) and, inside a part too long for a line, at spaces."""
+    room = width - len(prefix)
+    parts = text.split("; ")
+    lines: list[str] = []
+    cur = ""
+    for i, part in enumerate(parts):
+        piece = part + (";" if i < len(parts) - 1 else "")
+        if cur and len(cur) + 1 + len(piece) > room:
+            lines.append(cur)
+            cur = ""
+        if len(piece) > room:
+            wrapped = textwrap.wrap((cur + " " + piece).strip(), room, break_on_hyphens=False)
+            lines += wrapped[:-1]
+            cur = wrapped[-1]
+        else:
+            cur = f"{cur} {piece}" if cur else piece
+    lines.append(cur)
+    return [prefix + lines[0]] + [" " * len(prefix) + ln for ln in lines[1:]]
+
+
 def format_summary(s: NightSummary, db_path: str, color: bool = False) -> str:
     """The terminal summary of a night: at most 80 columns (colour codes aside)."""
     night = s.night
@@ -363,7 +447,8 @@ def format_summary(s: NightSummary, db_path: str, color: bool = False) -> str:
     ref = s.start_utc or datetime.now(timezone.utc)
     out = [_paint(f"Night of {d:%a} {night['night_date']}", "bold", color)
            + f"  (local time, {utc_offset_label(ref)})"]
-    out.append(f"  Log          {_short_path(os.path.abspath(db_path), 80 - 15)}")
+    out.append(f"  Log          "
+               f"{_short_path(sanitize_text(os.path.abspath(db_path), 400), 80 - 15)}")
     if not s.recordings:
         out.append("  Recorded     nothing (the night has no recording)")
     else:
@@ -372,15 +457,16 @@ def format_summary(s: NightSummary, db_path: str, color: bool = False) -> str:
         n = len(s.recordings)
         out.append(f"  Recorded     {a:%a %H:%M} -> {end}, {format_duration(s.recorded_s)} "
                    f"({n} recording{'s' if n != 1 else ''})")
-    if s.good_s is None:
-        out.append("  Good signal  unknown (no per-minute summary in the log)")
-    else:
-        covered = s.good_s + s.artifact_s + s.nodata_s
-        pct = 100.0 * s.good_s / covered if covered > 0 else 0.0
+    stored = storage_text(s)
+    if stored is not None:
+        out += [_paint(line, "red", color) for line in _wrap_text("  NOT STORED   ", stored)]
+    text, pct = good_signal_text(s)
+    lines = _wrap_text("  Good signal  ", text)
+    if pct is not None:
         style = None if pct >= 80 else ("yellow" if pct >= 50 else "red")
-        out.append(f"  Good signal  {_paint(format_duration(s.good_s), style, color)} "
-                   f"({pct:.0f} %); artifact {format_duration(s.artifact_s)}; "
-                   f"no data {format_duration(s.nodata_s)}")
+        dur = format_duration(s.good_s)
+        lines[0] = lines[0].replace(dur, _paint(dur, style, color), 1)
+    out += lines
     if not s.gaps:
         out.append("  Gaps         none")
     else:
@@ -423,7 +509,8 @@ def format_summary(s: NightSummary, db_path: str, color: bool = False) -> str:
         notes = [e for e in s.episodes if e["verdict_note"]]
         for e in notes:
             prefix = f"  note #{e['episode_id']}: "
-            lines = textwrap.wrap(_clip(e["verdict_note"], 300), 80 - len(prefix)) or [""]
+            lines = textwrap.wrap(sanitize_text(e["verdict_note"], 300),
+                                  80 - len(prefix)) or [""]
             out += [prefix + lines[0]] + [" " * len(prefix) + ln for ln in lines[1:]]
     return "\n".join(out)
 
@@ -489,6 +576,7 @@ def run(args) -> int:
                 print(format_summary(summary, log.path, use_color(sys.stdout)))
         if args.html:
             from crampwatch.tools.report_html import write_report
+            check_output_path(args.html, [log.path], "--html")
             info = write_report(log, args.html, night=night, n_nights=args.nights,
                                 trend_nights=args.trend_nights)
             print(info.describe(), file=sys.stderr if args.json else sys.stdout)

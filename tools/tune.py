@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import sys
 
+from crampwatch._files import atomic_private_write, check_output_path
 from crampwatch.errors import ConfigError
 from crampwatch.tools._run import load_config, parse_acc_labels
 from crampwatch.tools.evaluate import evaluate_files
@@ -51,6 +52,7 @@ def parse_tries(tries: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def run(args) -> int:
+    check_output_path(args.write, [*args.files, *(args.labels or []), args.config], "--write")
     base = load_config(args.config, args.overrides)
     grid = parse_tries(args.tries or DEFAULT_TRIES)
     names = [n for n, _ in grid]
@@ -82,7 +84,7 @@ def run(args) -> int:
     best_combo, best_cfg, _ = rows[0]
     print("best: " + " ".join(f"{n}={v}" for n, v in zip(names, best_combo)))
     if args.write:
-        with open(args.write, "w", encoding="utf-8") as fh:
+        with atomic_private_write(args.write, "w", encoding="utf-8") as fh:
             fh.write("# written by crampwatch tune\n[detector]\n")
             for n in names:
                 v = getattr(best_cfg, n)

@@ -96,6 +96,7 @@ class DecoderStats:
     frames_bad: int = 0          # CRC/length/footer failures
     bytes_skipped: int = 0       # bytes discarded while resynchronising
     bytes_in: int = 0
+    counters_repaired: int = 0   # frame counters corrupted on the line, fixed from neighbours
 
 
 @dataclass

@@ -47,6 +47,20 @@ a packet are either printable text (collected into a ``"reply"`` packet when
 form one run); garbage before the first good packet or reply (joining a
 stream mid-packet) is skipped without counting a bad frame.
 
+Sample numbers
+--------------
+The packet has no checksum, so a line error in the sample-number byte would
+read as two gaps (a jump forward, then back) that never happened.  A sample
+number that does not follow its predecessor is checked against the next
+three packets: when one of them follows the predecessor as if the packets in
+between sat in their slots, their bytes were corrupt and are repaired
+(``stats.counters_repaired``).  Packets at the end of a ``feed`` are held
+back until that is decided (a few packets of delay, only then).  A real loss
+(the next packets follow the new number) is left for the host to count.
+Likewise a single flipped bit in the all-zero aux bytes of a packet between
+two accelerometer readings is not taken as a new reading, nor is a reading
+less than half the accelerometer period after the previous one.
+
 Examples
 --------
 >>> import numpy as np
@@ -103,6 +117,8 @@ ACC_G_PER_COUNT = 0.002 / 16
 #: EMG samples per accelerometer sample (250 Hz / 25 Hz).
 ACC_DECIMATION = 10
 
+#: packets looked at after one whose sample number is out of line, to repair it
+_REPAIR_LOOKAHEAD = 3
 _COUNTS_MAX = 2**23 - 1
 _COUNTS_MIN = -(2**23)
 _PACK_AUX = struct.Struct(">hhhB")
@@ -274,6 +290,8 @@ class Decoder(ResyncAccounting):
         self._acc_sn: int | None = None
         self._acc_counter = 0
         self._commands = CommandParser()
+        self._prev_sn: int | None = None      # sample number of the last packet emitted
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None  # rows held back, offsets
 
     def _make_scale(self) -> np.ndarray:
         return VREF_V / self.gains / _COUNTS_MAX * 1e6
@@ -342,9 +360,64 @@ class Decoder(ResyncAccounting):
         self._base += i
         return out
 
+    def _check_sample_numbers(self, sn: np.ndarray) -> tuple[np.ndarray, int]:
+        """Repair corrupted sample numbers from their neighbours (see the module
+        docstring); returns (sample numbers, rows at the end to hold back)."""
+        sn = sn.astype(np.int64)
+        prev = self._prev_sn
+        k = sn.size
+        if prev is not None and (sn[0] - prev) % COUNTER_MODULO == 1 \
+                and (np.diff(sn) % COUNTER_MODULO == 1).all():
+            self._prev_sn = int(sn[-1])
+            return sn, 0
+        r = 0
+        while r < k:
+            if prev is None or (sn[r] - prev) % COUNTER_MODULO == 1:
+                prev = int(sn[r])
+                r += 1
+                continue
+            # out of line: does a packet soon after continue from prev as if the
+            # packets in between sat in their slots?
+            found = next((j for j in range(r + 1, min(k, r + 1 + _REPAIR_LOOKAHEAD))
+                          if (sn[j] - prev) % COUNTER_MODULO == j - r + 1), None)
+            if found is None and r + _REPAIR_LOOKAHEAD >= k:
+                self._prev_sn = prev
+                return sn, k - r                  # decided by the packets still to come
+            if found is None:                     # a real jump (packets lost on the radio)
+                prev = int(sn[r])
+                r += 1
+                continue
+            for i in range(r, found):
+                sn[i] = (prev + i - r + 1) % COUNTER_MODULO
+            self.stats.counters_repaired += found - r
+            prev = int(sn[found])
+            r = found + 1
+        self._prev_sn = prev
+        return sn, 0
+
     def _emit_rows(self, rows: np.ndarray, offset: int, out: list[Packet]) -> None:
-        k = rows.shape[0]
         self._good()
+        offs = offset + np.arange(rows.shape[0], dtype=np.int64) * PACKET_LEN
+        if self._pending is not None:
+            rows = np.concatenate([self._pending[0], rows])
+            offs = np.concatenate([self._pending[1], offs])
+            self._pending = None
+        sn, n_hold = self._check_sample_numbers(rows[:, 1])
+        if (sn != rows[:, 1]).any():
+            rows = rows.copy()
+            rows[:, 1] = sn
+        n_emit = rows.shape[0] - n_hold
+        # emit runs that are contiguous in the byte stream (offsets follow from the first)
+        cuts = [0] + (np.flatnonzero(np.diff(offs[:n_emit]) != PACKET_LEN) + 1).tolist() \
+            + [n_emit]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            if b > a:
+                self._emit_now(rows[a:b], int(offs[a]), out)
+        if n_hold:
+            self._pending = (rows[n_emit:].copy(), offs[n_emit:].copy())
+
+    def _emit_now(self, rows: np.ndarray, offset: int, out: list[Packet]) -> None:
+        k = rows.shape[0]
         self.stats.frames_ok += k
         emg_uv = _counts24(rows) * self._scale
         sn_arr = rows[:, 1]
@@ -352,7 +425,9 @@ class Decoder(ResyncAccounting):
         foot = rows[:, 32]
         aux = np.ascontiguousarray(rows[:, 26:32])
         acc_g = aux.view(">i2") * ACC_G_PER_COUNT
-        acc_rows = np.flatnonzero((foot == FOOTER_ACCEL) & aux.any(axis=1)).tolist()
+        # a reading: C0 with aux bytes not all zero, and not a single flipped bit in zeros
+        acc_rows = np.flatnonzero((foot == FOOTER_ACCEL)
+                                  & (np.unpackbits(aux, axis=1).sum(axis=1) > 1)).tolist()
         odd = np.flatnonzero(foot != FOOTER_ACCEL).tolist()
         held = self._held(acc_rows, acc_g, k) if self.acc_mode == "held" else None
         new_acc = {} if held is not None else self._new_acc(acc_rows, sn, acc_g, offset)
@@ -397,6 +472,8 @@ class Decoder(ResyncAccounting):
         for r in acc_rows:
             if self._acc_sn is not None:
                 d = (sn[r] - self._acc_sn) % COUNTER_MODULO
+                if d < ACC_DECIMATION // 2:
+                    continue            # not a new reading: a corrupted aux byte
                 self._acc_counter = (self._acc_counter
                                      + max(1, round(d / ACC_DECIMATION))) % COUNTER_MODULO
             self._acc_sn = sn[r]

@@ -5,10 +5,30 @@ stream's counter unwrapper and clock fit.  It is fed every packet of the
 stream decoded from one read chunk, with the chunk's arrival time, and
 returns the blocks and events to hand on.  No I/O, no clock reads: tests feed
 it directly.
+
+A counter is trusted only once the next frame agrees with it.  A frame whose
+counter does not continue the sequence is held back until the next frame
+arrives (one frame of delay, only when something is odd):
+
+- the next frame continues the *old* sequence: the odd frame's counter was
+  corrupt (a firmware glitch, a bit error a checksum let through).  It is
+  dropped and counted (``frames_implausible``, a ``corrupt_frame`` event),
+  never read as a jump: one open-frame packet with a valid CRC whose counter
+  jumps by 10**8 would otherwise shift the rest of the night by 14 hours.
+  Its own samples are missing, and the gap event for them says so
+  (``detail["cause"] == "corrupt_frame"``);
+- the next frame continues the odd frame's sequence: the jump is real.  A
+  forward jump that the host clock cannot account for (more samples than the
+  host time elapsed since the last good frame, with generous tolerance for
+  stalls) and any backwards jump is a device restart, its gap measured from
+  host time; otherwise the counter's gap stands.
+
+The first frame of a link is held the same way until the second confirms it.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 
@@ -26,6 +46,14 @@ _RECONNECT_TOLERANCE_S = 2.0
 _SILENCE_S = 0.25
 # envelope windows the drift fit needs before host time may place samples
 _FIT_MIN_POINTS = 5
+# odd frames held back at most while no frame confirms any other; past this the
+# oldest is taken as a jump (judged by host time) and the rest screened again
+_MAX_HELD = 4
+# a counter jump is plausible when host time allows it: the samples it skips
+# fit in the host time elapsed since the last good frame, stretched by this
+# factor, plus this many seconds (latency of the last good frame, stalls)
+_JUMP_HOST_FACTOR = 1.1
+_JUMP_HOST_SLACK_S = 2.0
 
 
 class StreamAssembler:
@@ -54,11 +82,20 @@ class StreamAssembler:
         self._relinked = False
         self.gap_samples = 0
         self.samples = 0
+        #: frames dropped because their counter did not fit the sequence
+        self.frames_implausible = 0
+        self._anchor: tuple[int, int, int, int, float] | None = None   # last trusted frame
+        self._held: list[tuple[object, float]] = []       # [(packet, arrival_s)] not yet trusted
+        self._after_drop: set[int] = set()     # id() of packets right after a dropped frame
 
     def relinked(self) -> None:
         """The link was lost and is back: the next frame's counter may have restarted."""
         self._relinked = True
         self._last_offset = None
+        self._anchor = None
+        if self._held:                 # unconfirmed frames of the lost link
+            self.frames_implausible += len(self._held)
+            self._held = []
 
     def _min_missing(self, packets) -> np.ndarray | None:
         """Frames that must be missing before each packet: with fixed-length frames,
@@ -90,6 +127,125 @@ class StreamAssembler:
             return None
         return u.next_index - 1 + (arrival_s - self._last_arrival) * self.fs_hz
 
+    # -- the counter screen ---------------------------------------------------
+    @staticmethod
+    def _next_counter(p) -> int:
+        """The counter the frame after ``p`` carries when nothing is lost."""
+        return (p.counter + p.samples.shape[0] // p.samples_per_count) % p.counter_modulo
+
+    def _set_anchor(self, p, arrival_s: float) -> None:
+        self._anchor = (p.counter, self._next_counter(p), p.counter_modulo,
+                        p.samples_per_count, arrival_s)
+
+    def _jump_is_plausible(self, p, arrival_s: float) -> bool:
+        """Can the host clock account for the jump from the anchor to ``p``?"""
+        _, expected, m, spc, anchor_s = self._anchor
+        step = (p.counter - expected) % m
+        if m <= (1 << 20):
+            return True           # a short counter: every jump is ambiguous modulo m anyway
+        if step >= m // 2:
+            return False          # backwards
+        elapsed_s = max(0.0, arrival_s - anchor_s)
+        allowed = (elapsed_s * _JUMP_HOST_FACTOR + _JUMP_HOST_SLACK_S) * self.fs_hz
+        return step * spc <= allowed
+
+    def _screen(self, packets, arrival_s: float) -> tuple[list, set, list]:
+        """Hold back and drop frames whose counter the next frame does not confirm.
+
+        Returns ``(trusted packets, positions in them before which the device
+        restarted, corrupt_frame events)``.
+        """
+        ok: list = []
+        resets: set = set()
+        events: list = []
+
+        def accept(p, p_s, restart=False):
+            if restart:
+                resets.add(len(ok))
+            ok.append(p)
+            self._set_anchor(p, p_s)
+
+        def drop(frames, why):
+            self.frames_implausible += len(frames)
+            first = frames[0][0]
+            expected = None if self._anchor is None else int(self._anchor[1])
+            logger.debug("%s: %d frame(s) with an implausible counter dropped (counter %d, "
+                         "expected %s: %s)", self.stream, len(frames), first.counter,
+                         expected, why)
+            events.append(SourceEvent(
+                kind="corrupt_frame", host_time_s=frames[0][1] + self.wall_offset_s,
+                stream=self.stream, n_samples=sum(int(f[0].samples.shape[0]) for f in frames),
+                detail={"frames": len(frames), "counter": int(first.counter),
+                        "expected": expected, "reason": why}))
+
+        def take_jump(chain):
+            """``chain`` (held frames, each continuing the one before) is a real jump:
+            a device restart if host time cannot account for it, else a gap the
+            counter measures."""
+            head, head_s = chain[0]
+            restart = not self._jump_is_plausible(head, head_s)
+            for k, (q, q_s) in enumerate(chain):
+                accept(q, q_s, restart and k == 0)
+
+        work = collections.deque((p, arrival_s) for p in packets)
+        while work:
+            p, p_s = work.popleft()
+            held = self._held
+            if not held:
+                if self._anchor is not None and p.counter == self._anchor[1]:
+                    accept(p, p_s)
+                else:       # odd, or a link's first frame: wait for the next one
+                    held.append((p, p_s))
+                continue
+            if self._anchor is not None:
+                _, expected, m, spc, a_s = self._anchor
+                d = (p.counter - expected) % m
+                slots = sum(int(q.samples.shape[0]) for q, _ in held) // spc
+                if d <= slots:
+                    # p continues the old sequence, the held frames (at most) in their slots
+                    drop(held, "the next frame continues the previous sequence")
+                    self._held = []
+                    if d:
+                        self._after_drop.add(id(p))
+                    accept(p, p_s)
+                    continue
+            if p.counter == self._next_counter(held[-1][0]):
+                k = len(held) - 1                      # the chain p confirms
+                while k > 0 and held[k][0].counter == self._next_counter(held[k - 1][0]):
+                    k -= 1
+                self._held = []
+                if self._anchor is None:               # a link's first frames
+                    if k:
+                        drop(held[:k], "not confirmed by the next frame")
+                    for q, q_s in held[k:]:
+                        accept(q, q_s)
+                else:
+                    # frames before the chain stay if they lie, in order, between the
+                    # last trusted frame and the chain (real losses in a row); a frame
+                    # that would need the counter to wrap to get there was corrupt
+                    head = held[k][0]
+                    for q, q_s in held[:k]:
+                        _, expected, m, spc, _ = self._anchor
+                        to_head = (head.counter - expected) % m
+                        to_q = (q.counter - expected) % m + q.samples.shape[0] // spc
+                        if to_q <= to_head and (m <= (1 << 20) or to_head < m // 2):
+                            take_jump([(q, q_s)])
+                        else:
+                            drop([(q, q_s)], "not confirmed by the next frames")
+                    take_jump(held[k:])
+                accept(p, p_s)
+                continue
+            held.append((p, p_s))
+            if len(held) > _MAX_HELD:
+                # no frame agrees with another: fall back on the counter, judged by host time
+                self._held = []
+                if self._anchor is None:
+                    drop(held[:1], "not confirmed by the next frames")
+                else:
+                    take_jump(held[:1])
+                work.extendleft(reversed(held[1:]))
+        return ok, resets, events
+
     def feed(self, packets: list, arrival_s: float) -> list:
         """Packets of this stream from one chunk (in order) -> blocks and events.
 
@@ -102,7 +258,9 @@ class StreamAssembler:
         """
         if not packets:
             return []
-        out: list = []
+        packets, forced_resets, out = self._screen(packets, arrival_s)
+        if not packets:
+            return out
         counters = np.fromiter((p.counter for p in packets), dtype=np.int64, count=len(packets))
         n = np.fromiter((p.samples.shape[0] for p in packets), dtype=np.int64, count=len(packets))
         if self.unwrapper is None:
@@ -127,6 +285,19 @@ class StreamAssembler:
             if arrival_s - self._last_arrival > max(2.0 * wrap_s, _SILENCE_S):
                 hint = host_last - total + 1
         while start < len(packets):
+            if start in forced_resets:
+                # the counter jumped further than host time allows: the device restarted
+                forced_resets.discard(start)
+                prev_end = u.next_index
+                if prev_end is not None:
+                    est = self._estimate_first(host_last, int(n[start:].sum()), prev_end)
+                    logger.warning("%s: device counter jumped by more than host time allows; "
+                                   "gap measured from host time", self.stream)
+                    out.extend(self._gap_event(prev_end, est - prev_end, arrival_s,
+                                               measured_from="host_time", device_reset=True))
+                    u.restart(est)
+                    hint = None
+            stop = min((r for r in forced_resets if r > start), default=len(packets))
             no_hint = None
             if hint is not None:       # what the counter (and the bytes) alone would say
                 m, spc = u.modulo, u.samples_per_count
@@ -134,8 +305,8 @@ class StreamAssembler:
                 floor_ = 0 if min_missing is None else int(min_missing[0])
                 miss += m * (-(-max(floor_ - miss, 0) // m))
                 no_hint = miss * spc
-            res = u.unwrap(counters[start:], n[start:], first_index_hint=hint,
-                           min_missing=None if min_missing is None else min_missing[start:])
+            res = u.unwrap(counters[start:stop], n[start:stop], first_index_hint=hint,
+                           min_missing=None if min_missing is None else min_missing[start:stop])
             hint = None
             k = res.first_index.size
             if k:
@@ -143,7 +314,10 @@ class StreamAssembler:
                            and res.gaps[0][1] > no_hint)
                 out.extend(self._blocks(packets[start:start + k], res, arrival_s, by_host))
             if res.reset_at is None:
-                break
+                if stop >= len(packets):
+                    break
+                start = stop
+                continue
             # the counter jumped backwards or implausibly far: device reset
             start += res.reset_at
             prev_end = u.next_index
@@ -154,6 +328,7 @@ class StreamAssembler:
                                        measured_from="host_time", device_reset=True))
             u.restart(est)
         self._last_arrival = arrival_s
+        self._after_drop.clear()
         return out
 
     def _estimate_first(self, host_last, n_rest, prev_end) -> int:
@@ -215,6 +390,8 @@ class StreamAssembler:
                     detail = {"measured_from": "host_time", "counter_ambiguous": True}
                 else:
                     detail = {"measured_from": "counter"}
+                if cut < len(packets) and id(packets[cut]) in self._after_drop:
+                    detail["cause"] = "corrupt_frame"      # the dropped frame's own samples
                 out.extend(self._gap_event(first, n_miss, arrival_s, **detail))
             lo = cut
         return out

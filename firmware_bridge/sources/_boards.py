@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 
+from crampwatch._text import sanitize_text
 from crampwatch.errors import SourceError
 from crampwatch.firmware_bridge.types import StreamInfo
 
@@ -31,8 +32,31 @@ def protocol_module(board: str, url: str | None = None):
     return importlib.import_module(f"crampwatch.firmware_bridge.protocols.{name}")
 
 
+#: longest device string passed on (a firmware line, a board name)
+DEVICE_TEXT_MAX = 120
+
+
 def _reply_text(packet) -> str:
     return str(packet.meta.get("text", "")) if packet.meta else ""
+
+
+def device_text(value, max_len: int = DEVICE_TEXT_MAX) -> str:
+    """A string the board sent, made safe for logs, terminals, file names and reports:
+    one printable line, escapes removed, at most ``max_len`` characters."""
+    return sanitize_text(value, max_len)
+
+
+def clean_detail(detail: dict) -> dict:
+    """Event details from a board: every string (and list of strings) sanitised."""
+    out = {}
+    for k, v in detail.items():
+        if isinstance(v, (str, bytes, bytearray)):
+            v = device_text(v)
+        elif isinstance(v, (list, tuple)):
+            v = [device_text(x) if isinstance(x, (str, bytes, bytearray)) else x
+                 for x in v[:32]]
+        out[device_text(k, 40)] = v
+    return out
 
 
 class BoardSession:
@@ -71,8 +95,8 @@ class BoardSession:
     def on_control(self, packet) -> list[tuple[str, dict]]:
         """A non-sample packet -> ``[(event kind, detail), ...]``."""
         if packet.stream == "reply":
-            return [("info", {"reply": _reply_text(packet)})]
-        return [("status", {"packet": packet.stream, **(packet.meta or {})})]
+            return [("info", {"reply": device_text(_reply_text(packet), 400)})]
+        return [("status", clean_detail({"packet": packet.stream, **(packet.meta or {})}))]
 
 
 class CytonSession(BoardSession):
@@ -94,7 +118,7 @@ class CytonSession(BoardSession):
         link.keep_samples()
         link.write(p.start_command())
         lines = _reply_text(reply).strip().splitlines()
-        return {"firmware": lines[-1] if lines else ""}
+        return {"firmware": device_text(lines[-1] if lines else "")}
 
     def on_control(self, packet):
         if packet.stream == "reply":
@@ -163,7 +187,7 @@ class BitalinoSession(BoardSession):
         reply = link.wait_raw(b"\n", b"BITalino", self.version_timeout_s, what="version reply")
         link.keep_samples()
         link.write(p.start_command(self.analog, fs_hz=self.rate_hz))
-        return {"firmware": reply.decode("ascii", "replace").strip()}
+        return {"firmware": device_text(reply.strip())}
 
     def on_control(self, packet):
         if packet.stream == "reply":
@@ -209,7 +233,7 @@ class OpenSession(BoardSession):
         link.keep_samples()
         link.write(self.host.start())
         inf = self.device_info
-        return {"firmware": "%d.%d.%d" % inf.firmware, "name": inf.name}
+        return {"firmware": "%d.%d.%d" % inf.firmware, "name": device_text(inf.name, 64)}
 
     def stop(self, link) -> None:
         link.transport.write(self.host.stop())
@@ -217,7 +241,8 @@ class OpenSession(BoardSession):
     def on_control(self, packet):
         if packet.stream == "info":
             return []
-        meta = {k: v for k, v in (packet.meta or {}).items() if k not in ("payload",)}
+        meta = clean_detail({k: v for k, v in (packet.meta or {}).items()
+                             if k not in ("payload",)})
         if packet.stream == "status":
             return [("status", meta)]
         return [("info", {"packet": packet.stream, **meta})]

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 
+from crampwatch._text import sanitize_text
 from crampwatch.errors import SourceError
 from crampwatch.firmware_bridge.backoff import backoff_s
 from crampwatch.firmware_bridge.sources._assembly import StreamAssembler
@@ -152,9 +153,11 @@ class LinkSource(Source):
         self._backoff_cap_s = backoff_cap_s
         self._attempt = 0
         self._asm: dict[str, StreamAssembler] = {}
-        self._totals = {"frames_ok": 0, "frames_bad": 0, "bytes_skipped": 0, "bytes_in": 0}
+        self._totals = {"frames_ok": 0, "frames_bad": 0, "bytes_skipped": 0, "bytes_in": 0,
+                        "counters_repaired": 0}
         self._dec_seen = dict.fromkeys(self._totals, 0)
-        self.stats.update(self._totals, reconnects=0, gap_samples={}, samples={})
+        self.stats.update(self._totals, reconnects=0, gap_samples={}, samples={},
+                          frames_implausible=0)
         self.info.update(session.stream_info())
         self._transport: Transport | None = None
         self._decoder = None
@@ -216,8 +219,8 @@ class LinkSource(Source):
         if exc is not None:
             logger.info("%s: %s: %s (attempt %d, next in %.2f s)", self.url, state, exc,
                         self._attempt, delay)
-            self._event("status", state=state, reason=str(exc), attempt=self._attempt,
-                        retry_in_s=round(delay, 3))
+            self._event("status", state=state, reason=sanitize_text(exc, 300),
+                        attempt=self._attempt, retry_in_s=round(delay, 3))
         self._stop.wait(delay)
 
     def _pump(self, transport: Transport, decoder) -> str | None:
@@ -227,7 +230,7 @@ class LinkSource(Source):
             try:
                 chunks = transport.read(0.1)
             except LinkLost as exc:
-                return str(exc)
+                return sanitize_text(exc, 300)
             now = time.monotonic()
             if not chunks:
                 if now - last_byte > self.stall_timeout_s:
@@ -291,3 +294,4 @@ class LinkSource(Source):
                 self._emit(item)
             self.stats["gap_samples"][name] = asm.gap_samples
             self.stats["samples"][name] = asm.samples
+        self.stats["frames_implausible"] = sum(a.frames_implausible for a in self._asm.values())

@@ -175,9 +175,14 @@ class Source:
       "counter_ambiguous": True})`` before the block that resumes after
       lost samples;
     - ``"disconnected"`` (``detail["reason"]``: error or ``"stalled: ..."``),
-      ``"crc_error"`` (``frames_bad``, ``bytes_skipped``), ``"status"``
-      (board status frames; reconnect attempts with ``attempt`` and
-      ``retry_in_s``), ``"info"``.
+      ``"crc_error"`` (``frames_bad``, ``bytes_skipped``), ``"corrupt_frame"``
+      (a frame whose counter the next frames contradict, dropped: ``stream``,
+      ``n_samples``, ``detail`` ``frames``, ``counter``, ``expected``,
+      ``reason``; the gap left by its samples has ``detail["cause"] ==
+      "corrupt_frame"``), ``"status"`` (board status frames; reconnect
+      attempts with ``attempt`` and ``retry_in_s``), ``"info"``.  Strings a
+      device sent (names, firmware, replies) are sanitised
+      (:func:`crampwatch._text.sanitize_text`).
 
     Live sources never end by themselves: they reconnect, with backoff,
     until :meth:`close`.  ``sim://`` with ``hours`` and ``file://`` end;
@@ -195,8 +200,8 @@ class Source:
         not have is absent.
     stats : dict
         Running counters (``frames_ok``, ``frames_bad``, ``bytes_skipped``,
-        ``reconnects``, per-stream ``samples`` and ``gap_samples``), for
-        status lines.
+        ``frames_implausible``, ``reconnects``, per-stream ``samples`` and
+        ``gap_samples``), for status lines.
 
     Examples
     --------

@@ -19,8 +19,10 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
+from crampwatch._text import sanitize_text
 from crampwatch.errors import SourceError
 from crampwatch.firmware_bridge.sources.base import Source, SourceUrl
 from crampwatch.firmware_bridge.sources.sim_source import parse_speed
@@ -48,9 +50,10 @@ class FileSource(Source):
 
         # open now, so a missing/corrupt file is an error of open_source
         self.reader = open_recording(self.path, emg=url.params.get("emg"), acc=acc)
-        self.info = {"emg": self.reader.emg}
+        # channel labels come from the file: shown in logs and reports, so sanitised
+        self.info = {"emg": _clean_info(self.reader.emg)}
         if self.reader.acc is not None:
-            self.info["acc"] = self.reader.acc
+            self.info["acc"] = _clean_info(self.reader.acc)
         self.start_time = self.reader.start_time
         self.stats.update(samples={})
 
@@ -79,6 +82,13 @@ class FileSource(Source):
                     break
         finally:
             self.reader.close()
+
+
+def _clean_info(info):
+    labels = tuple(sanitize_text(c, 80) for c in info.channels)
+    if labels == tuple(info.channels) and sanitize_text(info.unit, 16) == info.unit:
+        return info
+    return dataclasses.replace(info, channels=labels, unit=sanitize_text(info.unit, 16))
 
 
 def open_file(url: SourceUrl) -> FileSource:
