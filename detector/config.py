@@ -147,6 +147,9 @@ class DetectorConfig:
         "with an accelerometer, steps count as walking after the shank turned by more than "
         "this (degrees, getting up from lying) or in the posture of an earlier walk",
         default=30.0, lo=0, hi=180)
+    walk_rhythm_min: float = _doc(
+        "envelope rhythm (as rhythm_max) above which a window of strong, long bursts is a "
+        "step of walking", default=0.6, lo=0, hi=1)
     walk_min_duty: float = _doc(
         "share of a walking window the EMG is active: calf push-off bursts last 0.25-0.45 s "
         "of each ~1 s stride (twitches last tens of ms)", default=0.25, lo=0, hi=1)

@@ -74,6 +74,11 @@ class Pipeline:
         Longest wait for accelerometer samples before frames are decided
         without them (None: ``config.acc_wait_s``, 2 s, for live streams).
         Replay, which reads each stream in blocks, passes the block length.
+    clock : callable or None
+        Live: a monotonic clock (``time.monotonic``).  Frames are then decided
+        without the accelerometer only once they have waited ``acc_wait_s`` of
+        stream time *and* of wall-clock time since they arrived, so a source
+        faster than real time is not judged silent by its stream time.
 
     Notes
     -----
@@ -94,7 +99,7 @@ class Pipeline:
 
     def __init__(self, config: DetectorConfig | None = None, emg_fs_hz: float = 1000.0,
                  acc_fs_hz: float | None = None, keep_trace: bool = True,
-                 confidence_model=None, acc_wait_s: float | None = None):
+                 confidence_model=None, acc_wait_s: float | None = None, clock=None):
         self.cfg = cfg = config or DetectorConfig()
         self.emg_fs_hz = float(emg_fs_hz)
         self.acc_fs_hz = float(acc_fs_hz) if acc_fs_hz else None
@@ -119,6 +124,9 @@ class Pipeline:
         self.acc_frames = AccFrames(self.acc_fs_hz, self.emg_fs_hz, self.hop_n) \
             if self.acc_fs_hz else None
         self.acc_wait_s = cfg.acc_wait_s if acc_wait_s is None else float(acc_wait_s)
+        self._clock = clock
+        self._arrivals = deque()        # (frame end, clock time) of EMG arrivals (live)
+        self._waited_frame = 0          # EMG frames below this waited acc_wait_s (live)
         self._acc_prev = None            # last raw accelerometer sample
         self._acc_run = 0                # how many samples it has been repeated
         self._acc_stuck_n = max(3, int(round(self.acc_fs_hz))) if self.acc_fs_hz else 0
@@ -334,7 +342,16 @@ class Pipeline:
             # wait for the accelerometer, but not for long: a sensor that stops must
             # neither stall detection nor delay an onset
             lag_n = int(math.ceil(self.acc_wait_s / self.frame_dt))
-            upto = min(emg_end, max(self.acc_frames.covered_frame, emg_end - lag_n))
+            given_up = emg_end - lag_n
+            if self._clock is not None:
+                now = self._clock()
+                arr = self._arrivals
+                if not arr or arr[-1][0] < emg_end:
+                    arr.append((emg_end, now))
+                while arr and now - arr[0][1] >= self.acc_wait_s:
+                    self._waited_frame = max(self._waited_frame, arr.popleft()[0])
+                given_up = min(given_up, self._waited_frame)
+            upto = min(emg_end, max(self.acc_frames.covered_frame, given_up))
         n = upto - self._final
         if n <= 0:
             return []
@@ -643,7 +660,7 @@ class Pipeline:
             moving = (t_end - self._moved_s <= cfg.rhythm_window_s
                       and (t_end - self._getup_s <= cfg.walk_window_s + cfg.rhythm_window_s
                            or self._in_walk_posture(grav)))
-        if (f["rhythm"] > cfg.rhythm_max and f["modulation"] < 0.6
+        if (f["rhythm"] > cfg.walk_rhythm_min and f["modulation"] < 0.6
                 and f["p90_uv"] > on_thr and moving
                 and active_frac >= cfg.walk_min_duty      # push-off bursts, not twitches
                 and self.assembler.state == "idle"):    # not a cramp's own fluctuation

@@ -294,3 +294,40 @@ def test_resting_tone_of_a_few_units_is_not_a_cramp():
     x = white_floor(rng, n, fs, 1.5)
     x[int(60 * fs):int(360 * fs)] += contraction(rng, int(300 * fs), fs, 5.0, rise_s=5.0)
     assert episodes(run(x, fs, block_s=5.0)[1]) == []
+
+
+def test_live_a_source_faster_than_real_time_is_not_judged_silent_by_stream_time():
+    """Live (a clock given), the accelerometer may trail by many seconds of
+    stream time when the source runs faster than real time: the frames wait for
+    it as long as it is only late by the wall clock, so the result is the
+    one-shot result; a sensor silent by the wall clock is given up after 2 s."""
+    fs, afs = 1000.0, 50.0
+    rng = np.random.default_rng(14)
+    x = white_floor(rng, int(120 * fs), fs, 2.0)
+    x[int(50 * fs):int(80 * fs)] += contraction(rng, int(30 * fs), fs, 80.0)
+    acc = lying_acc(rng, int(120 * afs))
+    one = Pipeline(DetectorConfig(), fs, afs)
+    ref = episodes(one.process_acc(acc, 0) + one.process_emg(x, 0) + one.finish())
+    now = [0.0]
+    p = Pipeline(DetectorConfig(), fs, afs, clock=lambda: now[0])
+    ev = []
+    for k in range(12):          # the EMG runs 10 s of stream ahead, 0.1 s wall per block
+        ev += p.process_emg(x[k * 10000:(k + 1) * 10000], k * 10000)
+        now[0] += 0.1
+        ev += p.process_acc(acc[k * 500:(k + 1) * 500], k * 500)
+    ev += p.finish()
+    assert episodes(ev) == ref and len(ref) == 1
+    tr = p.trace()
+    assert np.all(tr["acc_ok"][tr["t_end_s"] > 5] > 0.99)       # nothing decided without it
+    # the same stream with the accelerometer silent after 20 s: given up by the clock
+    now[0] = 0.0
+    p = Pipeline(DetectorConfig(), fs, afs, clock=lambda: now[0])
+    ev = p.process_acc(acc[:1000], 0)
+    started_wall = None
+    for k in range(120):
+        ev += p.process_emg(x[k * 1000:(k + 1) * 1000], k * 1000)
+        now[0] += 1.0                                            # real time
+        if started_wall is None and any(isinstance(e, EpisodeStarted) for e in ev):
+            started_wall = now[0]
+    assert started_wall is not None
+    assert started_wall <= 50.0 + DetectorConfig().min_duration_s + 2.0 + 1.0

@@ -920,7 +920,9 @@ class CaptureDaemon:
         if rec.warmup is not None or rec.batch_t is None:
             return
         self._flush_t = time.monotonic()
-        for stream in ("emg", "acc"):
+        # the accelerometer first: the detector decides EMG frames once their
+        # accelerometer samples are in (or have been missing for acc_wait_s)
+        for stream in ("acc", "emg"):
             q = rec.batch[stream]
             if not q:
                 continue
@@ -995,7 +997,7 @@ class CaptureDaemon:
                 self._db_error(exc)
         pipe = Pipeline(self.det, emg_fs_hz=emg_info.fs_hz,
                         acc_fs_hz=acc_info.fs_hz if acc_cols is not None else None,
-                        confidence_model=load_model())
+                        confidence_model=load_model(), clock=time.monotonic)
         rec.pipe = pipe
         rec.tap = _TraceTap(pipe.step_n * pipe.frame_dt)
         if resume and any(ends.values()):
@@ -1071,6 +1073,7 @@ class CaptureDaemon:
             else:     # the writer could not read the file yet (disk trouble): from host time
                 first = max(end or 0, int(round((host - rec.start_utc.timestamp()) * fs)))
             skip = first - (end or 0)
+            log.warning("DEBUGZZ stream=%s host=%r end=%r rp=%r first=%r b.first=%r now=%r", b.stream, b.host_time_s, end, rec.writer.resume_point.get(b.stream), first, b.first_index, time.time())
             if skip > 0:
                 self._store_gap(rec, b.stream, end or 0, skip, "restart")
         elif b.stream == "emg":
@@ -1133,7 +1136,7 @@ class CaptureDaemon:
                         exc_info=None if isinstance(w.error, CrampwatchError) else w.error)
             rec.pipe = Pipeline(self.det, emg_fs_hz=rec.emg_info.fs_hz,
                                 acc_fs_hz=rec.acc_info.fs_hz if rec.acc_cols else None,
-                                confidence_model=load_model())
+                                confidence_model=load_model(), clock=time.monotonic)
             rec.tap = _TraceTap(rec.pipe.step_n * rec.pipe.frame_dt)
         else:
             log.info("capture: detector up to date (%.0f min of earlier signal replayed)",
