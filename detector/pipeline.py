@@ -449,7 +449,8 @@ class Pipeline:
             f["upright"] = upright_l[i]
             f["excess_hz"] = self._excess_hz(f["ms_uv2"], f["dms_uv2"], floor)
             # a lower ratio where the spectrum shows that the added power is muscle
-            on_r = cfg.muscle_on_ratio if f["excess_hz"] < self.f_split_hz else cfg.on_ratio
+            muscle = math.isfinite(self.f_split_hz) and f["excess_hz"] < self.f_split_hz
+            on_r = cfg.muscle_on_ratio if muscle else cfg.on_ratio
             on_thr = max(cfg.on_min_uv, on_r * floor)
             off_thr = max(cfg.on_min_uv, on_r * floor) * cfg.off_ratio / cfg.on_ratio
             # during an episode the contraction also ends relative to its own level

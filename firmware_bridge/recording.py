@@ -880,6 +880,9 @@ class CaptureWriter:
                     f"{self.path}: cannot resume: the file's {name} stream "
                     f"({old.to_json() if old else 'absent'}) differs from this session's "
                     f"({spec.to_json()}); record into a new file", path=self.path)
+        # when the file was last written (before the cut below touches it): every sample
+        # it stores had reached the host by then
+        written_s = os.fstat(fd).st_mtime
         discarded = 0
         if index.stats.last_record_end < size:
             discarded = size - index.stats.last_record_end
@@ -891,7 +894,16 @@ class CaptureWriter:
         for name, ext in index.extents.items():
             end_host = None
             if ext.last_host_time_s is not None:
-                end_host = ext.last_host_time_s + ext.last_n / index.specs[name].fs_hz
+                fs = index.specs[name].fs_hz
+                end_host = ext.last_host_time_s + ext.last_n / fs
+                # the last record at the nominal rate puts its end up to last_n/fs after
+                # its first sample; a record that came faster (a backlog read in one go,
+                # a source faster than real time) was on the host earlier than that: it
+                # was written by ``written_s``, so the next sample was due at most one
+                # sample period later.  Otherwise a restart sooner than that overrun
+                # would find no time missing and store no restart gap.
+                if math.isfinite(written_s):
+                    end_host = min(end_host, written_s + 1.0 / fs)
             self.resume_point[name] = ResumePoint(ext.end_index, end_host)
         self._segment_count = len(index.segments)
         segment = {

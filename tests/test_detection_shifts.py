@@ -331,3 +331,15 @@ def test_live_a_source_faster_than_real_time_is_not_judged_silent_by_stream_time
             started_wall = now[0]
     assert started_wall is not None
     assert started_wall <= 50.0 + DetectorConfig().min_duration_s + 2.0 + 1.0
+
+
+@pytest.mark.parametrize("fs", [200.0, 250.0, 500.0])
+def test_a_floor_that_doubles_at_a_turn_on_a_narrow_band_board_is_not_a_cramp(fs):
+    """Below ~900 Hz the spectrum cannot tell muscle from noise, so a floor that
+    steps x2 (contact pressure after turning over) must stay below the plain
+    on-ratio: no episode, however long the new level lasts."""
+    rng = np.random.default_rng(15)
+    n = int(600 * fs)
+    lvl = np.where(np.arange(n) < 100 * fs, 15.0, 29.0)
+    x = white_floor(rng, n, fs, 1.0) * lvl
+    assert episodes(run(x, fs, block_s=5.0)[1]) == []

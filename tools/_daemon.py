@@ -1073,7 +1073,6 @@ class CaptureDaemon:
             else:     # the writer could not read the file yet (disk trouble): from host time
                 first = max(end or 0, int(round((host - rec.start_utc.timestamp()) * fs)))
             skip = first - (end or 0)
-            log.warning("DEBUGZZ stream=%s host=%r end=%r rp=%r first=%r b.first=%r now=%r", b.stream, b.host_time_s, end, rec.writer.resume_point.get(b.stream), first, b.first_index, time.time())
             if skip > 0:
                 self._store_gap(rec, b.stream, end or 0, skip, "restart")
         elif b.stream == "emg":
