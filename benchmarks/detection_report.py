@@ -22,7 +22,7 @@ held-out result.
 
 Run by hand (not in CI), from the repository root::
 
-    python benchmarks/detection_report.py                     # 6 families x seeds 101-110, 2 h
+    python benchmarks/detection_report.py                     # 6 families x seeds 121-130, 2 h
     python benchmarks/detection_report.py --quick             # about a minute
     python benchmarks/detection_report.py --families board,faults --seeds 101-120 --hours 4
     python benchmarks/detection_report.py --set min_duration_s=8 --json out.json
@@ -57,7 +57,9 @@ MARK_END = "<!-- detection-table:end -->"
 
 TUNING_SEEDS: dict[str, range] = {family: range(1, 21) for family in FAMILIES}
 """Seeds of each family that detection may be tuned on (``crampwatch tune``, by hand);
-every other seed is held out.  The report's default seeds (101-110) are held out."""
+every other seed is held out.  Seeds 101-110 were looked at once during development (a
+bug on 200 Hz boards was found on them), so the report's default seeds are 121-130, never
+looked at before the table in README.md was written; tests/test_detection.py uses 201-203."""
 
 REAL_TUNING: dict[str, str] = {
     "santuz_walking": "yes (tests/test_detection.py checks it)",
@@ -467,7 +469,7 @@ def main(argv=None) -> int:
         default=",".join(FAMILIES),
         help=f"comma-separated, from {', '.join(FAMILIES)} (default: all)",
     )
-    ap.add_argument("--seeds", default="101-110", help="e.g. 101-110 or 1-5,9 (default 101-110)")
+    ap.add_argument("--seeds", default="121-130", help="e.g. 121-130 or 1-5,9 (default 121-130)")
     ap.add_argument("--hours", type=float, default=2.0, help="length of each night (default 2)")
     ap.add_argument(
         "--set",
@@ -483,7 +485,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
     ap.add_argument(
-        "--quick", action="store_true", help="seeds 101-102, 1 h nights (about a minute)"
+        "--quick", action="store_true", help="seeds 121-122, 1 h nights (about a minute)"
     )
     ap.add_argument("--data", default=DEFAULT_DATA, help="the public recordings (../shared/data)")
     ap.add_argument("--no-real", action="store_true", help="skip the real-data rows")
@@ -504,7 +506,7 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown families {bad} (expected {', '.join(FAMILIES)})")
     try:
-        seeds = parse_seeds("101-102" if args.quick and args.seeds == "101-110" else args.seeds)
+        seeds = parse_seeds("121-122" if args.quick and args.seeds == "121-130" else args.seeds)
     except ValueError as exc:
         ap.error(str(exc))
     hours = 1.0 if args.quick and args.hours == 2.0 else args.hours

@@ -166,20 +166,21 @@ def test_real_holds_in_one_recording_with_a_floor_that_steps(seed):
         assert len(hold) == 1 and b - hold[0][1] < 3.0, (a, b, hold)
 
 
-@pytest.mark.parametrize("family,seeds", [("shifted", (201, 202, 203)), ("board", (201, 202)),
-                                          ("behaviour", (201, 202)), ("faults", (201, 202))])
-def test_randomised_nights_never_tuned_on(family, seeds):
-    """Domain-randomised nights (crampwatch simulate --randomize) of seeds that no
-    rule was tuned on (tuning used seeds 1-20; the README's table reports 101-110):
-    every cramp kind, board, behaviour and fault the family draws, fed as live."""
+def test_randomised_nights_never_tuned_on():
+    """Eight domain-randomised nights (crampwatch simulate --randomize) of seeds
+    that no rule was tuned on (tuning used seeds 1-20; the README's table reports
+    others): boards of 200-4000 Hz and 0.5-30 uV floors, standing, leg movements,
+    loose electrodes, failed accelerometers, weak and short cramps, fed as live."""
     from crampwatch.firmware_bridge.synth import randomized_spec
     from crampwatch.firmware_bridge.synth.night import SyntheticNight as Night
 
+    nights = [("shifted", 201), ("shifted", 202), ("shifted", 203), ("board", 201),
+              ("board", 202), ("behaviour", 201), ("faults", 201), ("strength", 201)]
     eps, labels, t, total, over = [], [], 0.0, 0.0, []
-    for seed in seeds:
+    for family, seed in nights:
         night = Night(randomized_spec(seed, family, hours=1.0))
-        view = night.for_file()          # what a file holds: a silent sensor reads zeros
-        night.render_acc = view.render_acc
+        raw_acc = night.render_acc       # what a file holds: a silent sensor reads zeros
+        night.render_acc = lambda i, n, f=raw_acc: np.nan_to_num(f(i, n), nan=0.0)
         found = _replay(night, use_acc=night.has_accelerometer)
         cramps = [(lb.onset_s, lb.offset_s) for lb in night.labels if lb.kind == "cramp"]
         for a, b in found:
@@ -191,7 +192,8 @@ def test_randomised_nights_never_tuned_on(family, seeds):
         t += night.duration_s + 3600.0
         total += night.duration_s
     r = score(eps, labels, total)
-    assert r["n_labelled"] >= 3
+    assert r["n_labelled"] >= 15
     assert r["recall"] >= 0.8, r
-    assert r["false_positives_per_hour"] <= 0.7, r
+    assert r["false_positives_per_hour"] <= 0.5, r
+    assert r["onset_error_median_s"] <= 1.0, r
     assert max(over) <= 30.0, over

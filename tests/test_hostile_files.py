@@ -218,6 +218,7 @@ def test_every_file_crampwatch_writes_is_0600(tmp_path, umask, monkeypatch, caps
         ["export", str(rec), "--csv", str(out / "x.csv")],
         ["export", str(rec), "--edf", str(out / "x.edf")],
         ["review", "--db", str(home / "episodes.sqlite"), "--html", str(out / "r.html")],
+        ["simulate", str(out / "sim.edf"), "--hours", "0.01"],
     ]
     for argv in jobs:
         assert main(argv) == 0, argv
@@ -228,7 +229,7 @@ def test_every_file_crampwatch_writes_is_0600(tmp_path, umask, monkeypatch, caps
     capsys.readouterr()
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     assert written == ["best.toml", "e.csv", "e.jsonl", "log", "log/r.sqlite", "r.html",
-                       "x.csv", "x.edf", "x.episodes.csv"]
+                       "sim.edf", "sim.labels.csv", "x.csv", "x.edf", "x.episodes.csv"]
     for p in out.rglob("*"):
         assert mode(p) == (0o700 if p.is_dir() else 0o600), p
 

@@ -126,6 +126,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from crampwatch._files import make_private, private_umask
     from crampwatch.firmware_bridge.edf import write_edf
     from crampwatch.firmware_bridge.labels import LABEL_KINDS, write_labels
     from crampwatch.firmware_bridge.synth import (
@@ -188,19 +189,23 @@ def run(args) -> int:
             bar.update(round(done_s) - bar.n)
 
     note = f"synthetic seed {args.seed}" + (f" {spec.family}" if args.randomize else "")
+    labels_path = args.labels or labels_path_for(out)
     try:
-        res = write_edf(
-            out,
-            night.for_file(),
-            annotations=None if args.no_annotations else night.labels,
-            recording_note=note,
-            progress=progress,
-        )
+        # health data, even simulated: 0600 whatever the umask (pyedflib opens the file)
+        with private_umask():
+            res = write_edf(
+                out,
+                night.for_file(),
+                annotations=None if args.no_annotations else night.labels,
+                recording_note=note,
+                progress=progress,
+            )
+            write_labels(labels_path, night.labels)
     finally:
         if bar is not None:
             bar.close()
-    labels_path = args.labels or labels_path_for(out)
-    write_labels(labels_path, night.labels)
+    make_private(out)
+    make_private(labels_path)
     counts = Counter(lab.kind for lab in night.labels)
     distractors = ", ".join(f"{k} {counts[k]}" for k in LABEL_KINDS if k != "cramp" and counts[k])
     if args.randomize:
