@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field, fields
 
@@ -231,8 +232,8 @@ class DetectorConfig:
         values = {}
         for key, raw in mapping.items():
             if key not in known:
-                close = [k for k in known if key.split("_")[0] in k][:5]
-                hint = f" (did you mean: {', '.join(sorted(close))}?)" if close else ""
+                close = difflib.get_close_matches(key, sorted(known), n=5, cutoff=0.5)
+                hint = f" (did you mean: {', '.join(close)}?)" if close else ""
                 raise ConfigError(f"{where}: unknown parameter {key!r}{hint}", key=key)
             values[key] = _convert(key, raw, hints[key], where, meta[key])
         return dataclasses.replace(base, **values)
