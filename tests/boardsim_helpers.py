@@ -137,3 +137,14 @@ def collect_until(src, done, timeout_s: float = 30.0, into: Collected | None = N
                                  f"{[(e.kind, e.detail) for e in got.events][-5:]}")
         got.add(src.read(timeout_s=0.5))
     return got
+
+
+def db_rows(db_path, sql: str, args=()) -> list[dict]:
+    """Rows of a query on an SQLite file (the episode log), as dicts."""
+    import sqlite3
+    con = sqlite3.connect(str(db_path))
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute(sql, args)]
+    finally:
+        con.close()

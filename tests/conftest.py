@@ -40,3 +40,19 @@ def sim_night(tmp_path_factory, sim_night_spec):
     write_edf(edf_path, night)
     write_labels(labels_path, night.labels)
     return str(edf_path), str(labels_path)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """CRAMPWATCH_HOME in tmp, no systemd/config variables from the environment; the
+    log levels the capture command sets are restored."""
+    import logging
+
+    h = tmp_path / "home"
+    monkeypatch.setenv("CRAMPWATCH_HOME", str(h))
+    for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CRAMPWATCH_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    levels = {n: logging.getLogger(n).level for n in ("crampwatch", "crampwatch.detector")}
+    yield h
+    for n, lv in levels.items():
+        logging.getLogger(n).setLevel(lv)

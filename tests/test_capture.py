@@ -16,7 +16,6 @@ import pty
 import select
 import signal
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 
 import numpy as np
 import pytest
+from boardsim_helpers import db_rows
 
 from crampwatch.detector import DetectorConfig
 from crampwatch.firmware_bridge.recording import iter_records, open_capture
@@ -44,26 +44,9 @@ def cramps():
     return [lab for lab in night.labels if lab.kind == "cramp"]
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """CRAMPWATCH_HOME in tmp; the log levels the capture command sets are restored."""
-    h = tmp_path / "home"
-    monkeypatch.setenv("CRAMPWATCH_HOME", str(h))
-    for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CRAMPWATCH_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    levels = {n: logging.getLogger(n).level for n in ("crampwatch", "crampwatch.detector")}
-    yield h
-    for n, lv in levels.items():
-        logging.getLogger(n).setLevel(lv)
 
 
-def rows(db, sql, args=()):
-    con = sqlite3.connect(str(db))
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(sql, args)]
-    finally:
-        con.close()
+rows = db_rows
 
 
 def wait_until(cond, timeout_s=30.0, what="condition"):

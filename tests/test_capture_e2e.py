@@ -15,7 +15,6 @@ import os
 import queue
 import re
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 
 import numpy as np
 import pytest
-from boardsim_helpers import BoardSimProcess
+from boardsim_helpers import BoardSimProcess, db_rows
 
 from crampwatch.firmware_bridge.recording import open_capture
 from crampwatch.firmware_bridge.synth import NightSpec, SyntheticNight
@@ -128,13 +127,6 @@ def night_cramps(hours: float = HOURS, seed: int = SEED) -> list:
     return [lab for lab in night.labels if lab.kind == "cramp"]
 
 
-def db_rows(db_path: str, sql: str, args=()) -> list[dict]:
-    con = sqlite3.connect(db_path)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(sql, args)]
-    finally:
-        con.close()
 
 
 def replay_episodes(path: str, tmp_path) -> list[dict]:

@@ -24,7 +24,7 @@ import threading
 import time
 
 import pytest
-from boardsim_helpers import BoardSimProcess
+from boardsim_helpers import BoardSimProcess, db_rows
 
 from crampwatch._validate import check_number
 from crampwatch.detector import DetectorConfig
@@ -40,25 +40,9 @@ from crampwatch.tools.episode_log import SCHEMA_VERSION, EpisodeLog
 SIM = "sim://?seed=2&hours=0.05"          # 3 min: cramps at 26, 84 and 131 s
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("CRAMPWATCH_HOME", str(h))
-    for var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CRAMPWATCH_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    levels = {n: logging.getLogger(n).level for n in ("crampwatch", "crampwatch.detector")}
-    yield h
-    for n, lv in levels.items():
-        logging.getLogger(n).setLevel(lv)
 
 
-def rows(db, sql, args=()):
-    con = sqlite3.connect(str(db))
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(sql, args)]
-    finally:
-        con.close()
+rows = db_rows
 
 
 def one_line_error(capsys) -> str:

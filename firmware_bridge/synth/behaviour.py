@@ -35,6 +35,19 @@ __all__ = [
 ]
 
 
+def add_bursts(p, rng, on, blen, rms_uv, rise_frac, rate_hz, gain):
+    """Muscle bursts of one motor pool starting at ``on`` (s) lasting ``blen`` (s),
+    ``rms_uv`` at full drive: rises of ``rise_frac`` and falls of 20-40 % of each
+    burst, a pool firing up to ``rate_hz``, each burst's drive scaled by ``gain``."""
+    nb = len(blen)
+    rise = blen * rng.uniform(*rise_frac, nb)
+    fall = blen * rng.uniform(0.2, 0.4, nb)
+    pool = p.pool(rng, 40, 8.0, float(rng.uniform(*rate_hz)), (0.1, 0.25), 0.6)
+    pool.calibrate(rms_uv, 1.0)
+    p.add(Muscle(p.seed, p.new_id(), pool,
+                 (on, rise, blen - rise - fall, fall, rng.uniform(*gain, nb))))
+
+
 def plan_turn(p, rng, occ):
     dur = float(rng.uniform(1.0, 4.0))
     t = occ.place(rng, dur)
@@ -44,18 +57,8 @@ def plan_turn(p, rng, occ):
     peak_rms = log_uniform(rng, 20, 300)
     on = t + np.sort(rng.uniform(0, 0.6 * dur, nb))
     blen = rng.uniform(0.4, 1.0, nb) * (dur - (on - t))
-    rise = blen * rng.uniform(0.15, 0.35, nb)
-    fall = blen * rng.uniform(0.2, 0.4, nb)
-    pool = p.pool(rng, 40, 8.0, float(rng.uniform(20, 30)), (0.1, 0.25), 0.6)
-    pool.calibrate(peak_rms, 1.0)
-    p.add(
-        Muscle(
-            p.seed,
-            p.new_id(),
-            pool,
-            (on, rise, blen - rise - fall, fall, rng.uniform(0.6, 1.2, nb)),
-        )
-    )
+    add_bursts(p, rng, on, blen, peak_rms, rise_frac=(0.15, 0.35), rate_hz=(20, 30),
+               gain=(0.6, 1.2))
     p.movement(rng, t, dur, (0.1, 0.6), (100, 1500), n=(2, 4))
     p.postures.add(PostureChange(t + 0.2 * dur, 0.6 * dur, "lying"))
     p.label("turn", t, t + dur, f"emg_rms_uv={peak_rms:.0f}")
@@ -435,18 +438,7 @@ def add_leg_movements(p, rng, t0, rel_on, blen, note):
     nb = len(blen)
     on = t0 + np.asarray(rel_on, float)
     rms = log_uniform(rng, 20, 300)
-    rise = blen * rng.uniform(0.1, 0.3, nb)
-    fall = blen * rng.uniform(0.2, 0.4, nb)
-    pool = p.pool(rng, 40, 8.0, float(rng.uniform(18, 28)), (0.1, 0.25), 0.6)
-    pool.calibrate(rms, 1.0)
-    p.add(
-        Muscle(
-            p.seed,
-            p.new_id(),
-            pool,
-            (on, rise, blen - rise - fall, fall, rng.uniform(0.7, 1.2, nb)),
-        )
-    )
+    add_bursts(p, rng, on, blen, rms, rise_frac=(0.1, 0.3), rate_hz=(18, 28), gain=(0.7, 1.2))
     for i in range(nb):
         p.movement(rng, on[i], blen[i], (0.02, 0.3), (10, 300), n=(1, 3))
     p.label(
