@@ -15,6 +15,11 @@ import logging
 import sys
 
 from crampwatch import CrampwatchError, __version__
+from crampwatch._text import sanitize_text
+
+#: longest error message printed (characters): it can quote a --set value, a file name,
+#: an EDF label or a device name, none of which may repaint the terminal or forge lines
+MAX_MESSAGE_CHARS = 2000
 
 # subcommand name -> (module in crampwatch.tools, one-line help).  Only the module
 # of the subcommand being run is imported, so every command starts quickly.
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except CrampwatchError as exc:
-        print(f"crampwatch: {exc}", file=sys.stderr)
+        print(f"crampwatch: {sanitize_text(str(exc), MAX_MESSAGE_CHARS)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("crampwatch: interrupted", file=sys.stderr)

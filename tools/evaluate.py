@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from crampwatch._files import atomic_private_write, check_output_path
 from crampwatch.detector.evaluation import score
 from crampwatch.errors import InputFileError
 from crampwatch.tools._run import load_config, parse_acc_labels, run_recording
@@ -110,6 +111,10 @@ def _verdicts(db: str, files):
 
 
 def run(args) -> int:
+    labels = args.labels if args.labels is not None else [default_labels_path(f)
+                                                           for f in args.files]
+    inputs = [*args.files, *labels, args.config, getattr(args, "db", None)]
+    check_output_path(args.json, inputs, "--json")
     cfg = load_config(args.config, args.overrides)
     pooled, per_file = evaluate_files(args.files, args.labels, cfg, args.emg,
                                       parse_acc_labels(args.acc), args.min_iou,
@@ -145,6 +150,6 @@ def run(args) -> int:
         for ms in p["missed_list"]:
             print(f"  missed cramp {ms['onset_s']:.1f}-{ms['offset_s']:.1f} s", file=out)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
+        with atomic_private_write(args.json, "w", encoding="utf-8") as fh:    # 0600
             json.dump({"pooled": pooled, "files": per_file}, fh, indent=2)
     return 0

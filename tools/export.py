@@ -50,6 +50,7 @@ from crampwatch.errors import ConfigError, InputFileError
 __all__ = [
     "EPISODE_CSV_FIELDS",
     "annotation_text",
+    "csv_text_cell",
     "episodes_csv_path",
     "episodes_for_recording",
     "export_csv",
@@ -69,6 +70,28 @@ EPISODE_CSV_FIELDS = ("episode_id", "onset_s", "offset_s", "duration_s", "onset"
                       "peak_rms_uv", "mean_rms_uv", "confidence", "status", "verdict",
                       "verdict_note", "source")
 ANNOTATION_MAX_CHARS = 40     # what edflib keeps of an annotation's text
+#: the text (never numeric) columns of the episodes CSV
+EPISODE_CSV_TEXT_FIELDS = ("onset", "offset", "status", "verdict", "verdict_note", "source")
+#: a cell starting with one of these is a formula to a spreadsheet ("CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text_cell(value):
+    """A text cell of a CSV as a spreadsheet must show it: never as a formula.
+
+    A string starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return gets a leading apostrophe (a note typed by the user, a file name, an
+    EDF channel label can start so); anything else, numbers included, is
+    returned unchanged.
+
+    Examples
+    --------
+    >>> csv_text_cell("=HYPERLINK(A1)"), csv_text_cell("turned over"), csv_text_cell(-1.5)
+    ("'=HYPERLINK(A1)", 'turned over', -1.5)
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def add_arguments(p) -> None:
@@ -366,6 +389,7 @@ def export_csv(path: str, out: str, episodes: list, emg: str | None = None, acc=
         w.writeheader()
         for e in eps:
             row = {k: e.get(k) for k in EPISODE_CSV_FIELDS}
+            row.update((k, csv_text_cell(row[k])) for k in EPISODE_CSV_TEXT_FIELDS)
             row["onset_s"] = round(e["onset_s"], 3)
             row["offset_s"] = None if e["offset_s"] is None else round(e["offset_s"], 3)
             row["duration_s"] = (None if e["offset_s"] is None

@@ -17,6 +17,8 @@ possible, print a table of the episodes found and optionally write them as JSON 
 
 FIELDS = ("episode_id", "onset_s", "offset_s", "duration_s", "onset", "offset", "peak_rms_uv",
           "mean_rms_uv", "confidence", "channel", "status", "file")
+#: the text columns: a channel label or a file name can start like a spreadsheet formula
+TEXT_FIELDS = ("onset", "offset", "channel", "status", "file")
 
 
 def add_arguments(p) -> None:
@@ -65,11 +67,13 @@ def run(args) -> int:
             for r in records:
                 fh.write(json.dumps(r) + "\n")
     if args.csv:
+        from crampwatch.tools.export import csv_text_cell
         with atomic_private_write(args.csv, "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=FIELDS)
             w.writeheader()
             for r in records:
-                w.writerow({k: r.get(k) for k in FIELDS})
+                w.writerow({k: csv_text_cell(r.get(k)) if k in TEXT_FIELDS else r.get(k)
+                            for k in FIELDS})
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from crampwatch._text import sanitize_text
+
 HELP = "list serial ports and nearby BLE boards that advertise the Nordic UART Service"
 
 logger = logging.getLogger(__name__)
@@ -33,9 +35,12 @@ def serial_lines() -> list[str]:
     lines = []
     for p in sorted(list_ports.comports(), key=lambda p: p.device):
         board = KNOWN_USB.get((p.vid, p.pid), "...")
-        desc = p.description if p.description and p.description != "n/a" else ""
-        hwid = f"[{p.hwid}]" if p.hwid and p.hwid != "n/a" else ""
-        lines.append(f"  serial://{p.device}?board={board}  {desc}  {hwid}".rstrip())
+        # the description comes from the USB device's own strings: untrusted
+        desc = (sanitize_text(p.description, 80)
+                if p.description and p.description != "n/a" else "")
+        hwid = f"[{sanitize_text(p.hwid, 120)}]" if p.hwid and p.hwid != "n/a" else ""
+        lines.append(f"  serial://{sanitize_text(p.device, 200)}?board={board}  {desc}  "
+                     f"{hwid}".rstrip())
     return lines
 
 
@@ -50,7 +55,9 @@ async def _discover(timeout_s: float):
     for device, adv in found.values():
         uuids = {u.lower() for u in (adv.service_uuids or [])}
         if NUS_SERVICE_UUID in uuids:
-            out.append((device.address, adv.local_name or device.name or "", adv.rssi))
+            # a board names itself: a hostile one can send escapes, newlines, megabytes
+            out.append((sanitize_text(device.address, 64),
+                        sanitize_text(adv.local_name or device.name or "", 64), adv.rssi))
     return sorted(out, key=lambda d: -(d[2] if d[2] is not None else -999))
 
 
@@ -65,10 +72,10 @@ def ble_lines(timeout_s: float) -> list[str]:
             if isinstance(exc, FileNotFoundError):
                 why = "cannot reach BlueZ on the D-Bus system bus"
             else:
-                why = str(exc) or type(exc).__name__
+                why = sanitize_text(str(exc), 300) or type(exc).__name__
             return [f"  no Bluetooth adapter: {why} ({type(exc).__name__})"]
         logger.debug("BLE scan failed", exc_info=True)
-        return [f"  Bluetooth scan failed: {exc!r}"]
+        return [f"  Bluetooth scan failed: {sanitize_text(repr(exc), 300)}"]
     if not boards:
         return [f"  (no board advertising the Nordic UART Service within {timeout_s:g} s)"]
     return [f"  ble://{addr}?board=open  {name}  {rssi} dBm" for addr, name, rssi in boards]
