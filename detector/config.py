@@ -34,13 +34,13 @@ class DetectorConfig:
 
     # --- filters ---------------------------------------------------------------
     band_low_hz: float = _doc("EMG band-pass lower edge (Hz); removes motion artifact and drift",
-                              default=20.0, lo=0, hi=1000, lo_open=True)
+                              default=20.0, lo=1.0, hi=1000)
     band_high_hz: float = _doc("EMG band-pass upper edge (Hz); clipped to 0.45 x sample rate",
                                default=450.0, lo=0, hi=20000, lo_open=True)
     band_order: int = _doc("Butterworth order of each band-pass edge", default=4, lo=1, hi=10)
     mains_hz: str = _doc("mains notch: '50', '60', 'auto' (both families) or 'off'",
                          default="auto")
-    notch_width_hz: float = _doc("-3 dB width of each mains notch (Hz)", default=2.0, lo=0, hi=20, lo_open=True)
+    notch_width_hz: float = _doc("-3 dB width of each mains notch (Hz)", default=2.0, lo=0.1, hi=20)
     # --- envelope and framing ----------------------------------------------------
     frame_s: float = _doc("frame hop of the envelope (s)", default=0.05, lo=0.005, hi=1)
     rms_window_s: float = _doc("RMS envelope window (s)", default=0.25, lo=0.01, hi=10)
@@ -54,9 +54,9 @@ class DetectorConfig:
     floor_min_uv: float = _doc("the noise floor is never taken lower than this (uV RMS)",
                                default=0.5, lo=0, hi=1000, lo_open=True)
     floor_up_s: float = _doc("fastest doubling time of the floor estimate while resting (s)",
-                             default=20.0, lo=0, hi=3600, lo_open=True)
+                             default=20.0, lo=1.0, hi=3600)
     floor_down_s: float = _doc("time constant of the floor falling to a quieter level (s)",
-                               default=2.0, lo=0, hi=3600, lo_open=True)
+                               default=2.0, lo=0.1, hi=3600)
     floor_window_s: float = _doc(
         "look-back of resting steps whose 20th percentile the floor rises to (s)", default=30.0, lo=1, hi=3600)
     # --- activity thresholds -----------------------------------------------------

@@ -93,6 +93,10 @@ class Pipeline:
     trace).
     """
 
+    ACC_AHEAD_S = 600.0
+    """Accelerometer samples further ahead of the EMG than this are held (at most
+    this long of them) until the EMG comes near."""
+
     LONG_GAP_S = 60.0
     """Gaps longer than this restart detection after them (shorter ones are
     decided as ``nodata`` steps)."""
@@ -130,6 +134,9 @@ class Pipeline:
         self._acc_prev = None            # last raw accelerometer sample
         self._acc_run = 0                # how many samples it has been repeated
         self._acc_stuck_n = max(3, int(round(self.acc_fs_hz))) if self.acc_fs_hz else 0
+        self._acc_ahead = deque()        # (first_index, samples) far ahead of the EMG
+        self._acc_ahead_n = 0
+        self._ahead_n = int(self.ACC_AHEAD_S / self.frame_dt) if self.acc_fs_hz else 0
         self.assembler = EpisodeAssembler(cfg.min_duration_s, cfg.max_gap_s, cfg.end_gap_s,
                                           cfg.merge_gap_s, cfg.candidate_tonic_fraction,
                                           self.window_n * self.frame_dt,
@@ -249,11 +256,39 @@ class Pipeline:
         if first_index < self.next_acc_index:
             a = a[self.next_acc_index - first_index:]
             first_index = self.next_acc_index
+        if not len(a):
+            return []
+        if self._acc_ahead or self._far_ahead(first_index):
+            # far ahead of the EMG (after a long gap, or a damaged index): held, in a
+            # bounded queue, until the EMG comes near; never frames for the distance
+            self._acc_ahead.append((first_index, a))
+            self._acc_ahead_n += len(a)
+            while self._acc_ahead_n > self.ACC_AHEAD_S * self.acc_fs_hz and len(self._acc_ahead) > 1:
+                _, old = self._acc_ahead.popleft()
+                self._acc_ahead_n -= len(old)
+            return self._advance()
+        self._ingest_acc(a, first_index)
+        return self._advance()
+
+    def _far_ahead(self, acc_index: int) -> bool:
+        emg_frame = max(self._final, self._pending_first + len(self._pending["ms_uv2"]))
+        return int(self.acc_frames.frame_of(acc_index)) > emg_frame + self._ahead_n
+
+    def _release_acc(self) -> None:
+        """Accelerometer blocks held while far ahead go in once the EMG is near."""
+        while self._acc_ahead and not self._far_ahead(self._acc_ahead[0][0]):
+            first_index, a = self._acc_ahead.popleft()
+            self._acc_ahead_n -= len(a)
+            if first_index < self.next_acc_index:
+                a = a[self.next_acc_index - first_index:]
+                first_index = self.next_acc_index
+            if len(a):
+                self._ingest_acc(a, first_index)
+
+    def _ingest_acc(self, a: np.ndarray, first_index: int) -> None:
         if first_index > self.next_acc_index:
             self.acc_filter.reset()
             self._acc_prev, self._acc_run = None, 0
-        if not len(a):
-            return []
         finite = np.all(np.isfinite(a), axis=1)
         a = np.where(finite[:, None], a, 0.0)
         grav, dyn = self.acc_filter.process(a)
@@ -262,7 +297,6 @@ class Pipeline:
         bad |= (gmag < 0.5) | (gmag > 1.6)      # at rest a working sensor reads 1 g
         self.acc_frames.process(grav, dyn, first_index, bad)
         self.next_acc_index = first_index + len(a)
-        return self._advance()
 
     def finish(self, truncated: bool = False) -> list:
         """End of stream: decide the remaining frames and close an open episode."""
@@ -336,6 +370,8 @@ class Pipeline:
     def _advance(self, final: bool = False) -> list:
         """Move frames that both streams have covered into the history, then
         decide every decision step they complete."""
+        if self._acc_ahead:
+            self._release_acc()
         emg_end = self._pending_first + len(self._pending["ms_uv2"])
         upto = emg_end
         if self.acc_frames is not None and not final:

@@ -1620,7 +1620,12 @@ class CaptureReader:
         first = ext.first_index if ext else 0
         t0 = _parse_utc(self.header.get("start_time_utc"))
         if t0 is not None:
-            return datetime.fromtimestamp(t0.timestamp() + first / spec.fs_hz, timezone.utc)
+            try:
+                return datetime.fromtimestamp(t0.timestamp() + first / spec.fs_hz, timezone.utc)
+            except (ValueError, OverflowError, OSError) as exc:
+                raise InputFileError(
+                    f"{self.path}: the first EMG sample index ({first}) puts the recording "
+                    f"outside the calendar: the file is damaged", path=self.path) from exc
         if ext is not None and ext.first_host_time_s is not None:
             return datetime.fromtimestamp(ext.first_host_time_s, timezone.utc)
         created = _parse_utc(self.header.get("created_utc"))

@@ -927,24 +927,10 @@ def judge(out: Outcome, timeout_s: float = TIMEOUT_S) -> tuple[str, str]:
 #: bugs found by this fuzzer and not fixed yet: (exception type, file, function) of the
 #: innermost crampwatch frame -> what it is.  Each has a strict-xfail reproducer in
 #: tests/test_fuzz_cli.py; the property tests skip these (and only these) examples.
-KNOWN_BUGS: dict[tuple[str, str, str], str] = {
-    ("ValueError", "filters.py", "design_emg_sos"):
-        "band_low_hz just above 0 (5e-324): scipy's butter refuses a zero critical frequency",
-    ("LinAlgError", "filters.py", "__init__"):
-        "band_order=10 with band_low_hz=1e-9: sosfilt_zi meets a singular matrix",
-    ("OverflowError", "floor.py", "__init__"):
-        "floor_up_s just above 0 (5e-324): 2 ** (step_s / up_s) overflows",
-    ("ValueError", "recording.py", "start_time"):
-        "a capture record whose first_index is 2**62: the start time is out of datetime's range",
-    ("OverflowError", "recording.py", "start_time"):
-        "a capture record whose first_index is 2**62: the start time is out of datetime's range",
-    ("_ArrayMemoryError", "frames.py", "process"):
-        "accelerometer records at first_index 10**12: the frame buffer allocates the jump",
-    ("MemoryError", "frames.py", "process"):
-        "accelerometer records at first_index 10**12: the frame buffer allocates the jump",
-    ("ValueError", "frames.py", "process"):
-        "accelerometer records at first_index 2**63-1: the frame buffer allocates the jump",
-}
+#: The first five found (a band edge or floor time just above 0, a band_order-10 filter
+#: at 1e-9 Hz, a capture record at index 2**62, accelerometer records at 10**12) are
+#: fixed and stay as plain regression tests there.
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 
 
 _FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
