@@ -245,7 +245,8 @@ class DetectorConfig:
             if "=" not in item:
                 raise ConfigError(f"--set {item!r}: expected NAME=VALUE")
             k, v = item.split("=", 1)
-            mapping[k.strip()] = v.strip()
+            k = k.strip()
+            mapping[k.removeprefix("detector.")] = v.strip()   # as capture's --set takes it
         return self.from_mapping(mapping, base=self, where="--set")
 
     @classmethod
