@@ -496,7 +496,8 @@ class Pipeline:
             row = win_rows[i]
             # tonic: the window's median is above the on-threshold and nearly all of
             # it above the off-threshold (a cramp fluctuates but does not stop)
-            tonic_frac = (W - bisect_right(row, off_thr)) / W
+            above_off = (W - bisect_right(row, off_thr)) / W
+            tonic_frac = above_off
             if F["median_uv"][i] <= on_thr:
                 tonic_frac = min(tonic_frac, (W - bisect_right(row, on_thr)) / W)
             label, tonic, score = self._classify(f, tonic_frac, step_med, on_thr, off_thr,
@@ -525,8 +526,7 @@ class Pipeline:
                 self._run_moved |= label == "movement"
                 self._run_tonic += label == "tonic"
             active = step_valid and step_med > run_thr
-            min_dur = self._context(t_end, f, on_thr, grav[i],
-                                    (W - bisect_right(row, off_thr)) / W)
+            min_dur = self._context(t_end, f, on_thr, grav[i], above_off)
             if (label == "tonic"
                     and step_med < max(cfg.walk_override_ratio * floor, cfg.walk_override_uv)
                     and self._in_walk_context(grav[i], t_end)):

@@ -251,20 +251,6 @@ class StatusLine:
 
 
 # --------------------------------------------------------------------------- trace
-def _drain_trace(pipe: Pipeline) -> list:
-    """Take the per-step rows the pipeline accumulated and forget them there,
-    so memory stays flat all night: tuples in ``Pipeline.TRACE_COLUMNS`` order.
-    (Pipeline has no public way to drain its trace yet; a ``drain_trace()``
-    returning those tuples and clearing them is used when it exists.)"""
-    drain = getattr(pipe, "drain_trace", None)
-    if drain is not None:
-        return list(drain())
-    rows = pipe._trace               # private: see the docstring
-    out = list(rows)
-    rows.clear()
-    return out
-
-
 class _TraceTap:
     """Per-step rows from the pipeline -> per-minute summaries and the recent quality."""
 
@@ -275,7 +261,7 @@ class _TraceTap:
         self.columns = Pipeline.TRACE_COLUMNS
 
     def poll(self, pipe: Pipeline) -> None:
-        rows = _drain_trace(pipe)
+        rows = pipe.drain_trace()     # memory stays flat all night
         if rows:
             self.pending.extend(rows)
             self.recent.extend(rows)

@@ -45,16 +45,6 @@ CONFIG_NAME = "crampwatch.toml"
 
 #: key -> (lowest, highest) allowed value of every number of [capture], both included:
 #: what the daemon can work with (a zero or infinite interval stops its threads)
-RANGES: dict[str, tuple[float, float]] = {
-    "stall_s": (0.1, 3600.0),
-    "fsync_interval_s": (0.01, 60.0),
-    "disk_retry_s": (0.05, 3600.0),
-    "write_queue_mb": (0.1, 4096.0),
-    "db_update_s": (0.05, 3600.0),
-    "status_interval_s": (0.05, 3600.0),
-    "log_interval_s": (0.0, 86400.0),
-    "hook_timeout_s": (0.1, 86400.0),
-}
 #: longest string value (a URL, a path, a hook command)
 MAX_TEXT = 4096
 
@@ -83,26 +73,26 @@ class CaptureConfig:
         "every channel is recorded)", default="")
     stall_s: float = _doc(
         "live boards: no byte for this long counts as a disconnect, then reconnect with backoff "
-        "all night (s; a stall_s= in the source URL wins)", default=5.0)
+        "all night (s; a stall_s= in the source URL wins)", default=5.0, lo=0.1, hi=3600.0)
     fsync_interval_s: float = _doc(
         "the recording is written and fsync'ed at least this often: a crash or power loss loses "
-        "at most about this much (s)", default=1.0)
+        "at most about this much (s)", default=1.0, lo=0.01, hi=60.0)
     disk_retry_s: float = _doc(
         "after a disk error (full, unwritable, gone) writing is retried this often; detection "
-        "and the episode log go on meanwhile (s)", default=5.0)
+        "and the episode log go on meanwhile (s)", default=5.0, lo=0.05, hi=3600.0)
     write_queue_mb: float = _doc(
         "memory for samples not yet on disk while the disk fails (MB; 16 MB hold about 50 min "
-        "at 1 kHz); beyond it samples are dropped and stored as gaps", default=16.0)
+        "at 1 kHz); beyond it samples are dropped and stored as gaps", default=16.0, lo=0.1, hi=4096.0)
     db_update_s: float = _doc(
         "how often the recording's row in the episode log (last sample, counts) is updated; an "
-        "episode left open by a crash is closed at that point (s)", default=5.0)
+        "episode left open by a crash is closed at that point (s)", default=5.0, lo=0.05, hi=3600.0)
     status_line: str = _doc(
         "one-line live status on stderr: 'auto' (when stderr is a terminal), 'on' or 'off'",
         default="auto")
-    status_interval_s: float = _doc("refresh interval of the live status line (s)", default=1.0)
+    status_interval_s: float = _doc("refresh interval of the live status line (s)", default=1.0, lo=0.05, hi=3600.0)
     log_interval_s: float = _doc(
         "without a status line: a progress line in the log (journal) this often (s; 0 = none)",
-        default=300.0)
+        default=300.0, lo=0.0, hi=86400.0)
     stop_at: str = _doc(
         "local clock time HH:MM at which the capture ends by itself, as on SIGTERM; started "
         "less than 4 h after it (a restart once the night is over) it ends at once "
@@ -111,7 +101,7 @@ class CaptureConfig:
         "command run at each episode's onset, e.g. to vibrate or play a sound ('' = off); run "
         "without a shell, with the episode in CRAMPWATCH_* environment variables", default="")
     hook_timeout_s: float = _doc("a hook still running after this long is killed (s)",
-                                 default=30.0)
+                                 default=30.0, lo=0.1, hi=86400.0)
     lsl: bool = _doc(
         "publish the filtered EMG and its envelope as Lab Streaming Layer streams for live "
         "viewers (needs pip install 'crampwatch[lsl]')", default=False)
@@ -122,10 +112,10 @@ class CaptureConfig:
         where = "config [capture]"
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in RANGES:
-                lo, hi = RANGES[f.name]
+            if f.metadata.get("lo") is not None:
                 object.__setattr__(self, f.name, check_number(
-                    f.name, v, lo, hi, float, where=where, unit=_unit(f.name)))
+                    f.name, v, f.metadata["lo"], f.metadata["hi"], float, where=where,
+                    unit=_unit(f.name)))
             elif f.type in (str, "str"):
                 check_text(f.name, v, MAX_TEXT, where=where)
             elif f.type in (bool, "bool") and not isinstance(v, bool):
@@ -174,6 +164,12 @@ class CaptureConfig:
         except ConfigError as exc:       # a range check: say where the value came from
             raise ConfigError(str(exc).replace("config [capture]", where, 1),
                               key=exc.key) from None
+
+
+RANGES: dict[str, tuple[float, float]] = {
+    f.name: (f.metadata["lo"], f.metadata["hi"])
+    for f in fields(CaptureConfig) if f.metadata.get("lo") is not None}
+"""The allowed range of each numeric ``[capture]`` key (from its field)."""
 
 
 def parse_clock(text: str) -> tuple[int, int] | None:
