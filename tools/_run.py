@@ -14,6 +14,7 @@ from crampwatch.errors import ConfigError, SignalError
 from crampwatch.firmware_bridge.readers import open_recording
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent
 from crampwatch.models import load_model
+from crampwatch.sites import site_for
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,19 @@ class RunResult:
     trace: dict = field(default_factory=dict)
     gaps: list = field(default_factory=list)            # SourceEvent of kind "gap"
     wall_s: float = 0.0
+    site: str = ""                                     # body site (crampwatch.sites)
+
+    def __post_init__(self):
+        if not self.site:
+            self.site = site_for(self.channel)
 
     def episode_records(self) -> list[dict]:
-        return [episode_record(ep, self.start_time, self.channel, self.path)
+        return [episode_record(ep, self.start_time, self.channel, self.path, self.site)
                 for ep in self.episodes]
 
 
-def episode_record(ep, start_time: datetime, channel: str, path: str | None = None) -> dict:
+def episode_record(ep, start_time: datetime, channel: str, path: str | None = None,
+                   site: str | None = None) -> dict:
     """The JSON Lines record of one episode (same fields for replay and review)."""
     onset = start_time + timedelta(seconds=ep.onset_s)
     offset = start_time + timedelta(seconds=ep.offset_s)
@@ -51,6 +58,7 @@ def episode_record(ep, start_time: datetime, channel: str, path: str | None = No
         "mean_rms_uv": round(ep.mean_rms_uv, 2),
         "confidence": ep.confidence,
         "channel": channel,
+        "site": site if site is not None else site_for(channel),
         "status": ep.status,
     }
     if path is not None:
@@ -123,6 +131,28 @@ def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
     res.trace = pipe.trace()
     res.wall_s = time.perf_counter() - t0
     return res
+
+
+def run_channels(path: str, cfg: DetectorConfig, emg=None, acc=None, sites: dict | None = None,
+                 progress: bool | None = None, block_s: float = 300.0, on_event=None,
+                 keep_trace: bool = False) -> list[RunResult]:
+    """Replay every watched EMG channel of one recording: one :class:`RunResult`
+    per channel, in channel order, each with its ``site``.
+
+    ``emg``: None (the default channel, as ``run_recording``), one label, a list
+    of labels, or ``"all"`` (every EMG channel).  ``sites``: channel label ->
+    site (``[capture] channels``); unmapped channels get a site guessed from
+    their label (:func:`crampwatch.sites.site_for`)."""
+    labels = [emg] if emg is None or isinstance(emg, str) and emg != "all" else emg
+    if labels == "all":
+        raise ConfigError("--emg all: not supported yet")
+    out = []
+    for label in labels:
+        res = run_recording(path, cfg, emg=label, acc=acc, progress=progress, block_s=block_s,
+                            on_event=on_event, keep_trace=keep_trace)
+        res.site = site_for(res.channel, sites)
+        out.append(res)
+    return out
 
 
 def _collect(events, res: RunResult, on_event) -> None:

@@ -16,9 +16,9 @@ DESCRIPTION = """Replay recordings through the very same pipeline as live captur
 possible, print a table of the episodes found and optionally write them as JSON Lines or CSV."""
 
 FIELDS = ("episode_id", "onset_s", "offset_s", "duration_s", "onset", "offset", "peak_rms_uv",
-          "mean_rms_uv", "confidence", "channel", "status", "file")
+          "mean_rms_uv", "confidence", "channel", "site", "status", "file")
 #: the text columns: a channel label or a file name can start like a spreadsheet formula
-TEXT_FIELDS = ("onset", "offset", "channel", "status", "file")
+TEXT_FIELDS = ("onset", "offset", "channel", "site", "status", "file")
 
 
 def add_arguments(p) -> None:
