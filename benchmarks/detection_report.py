@@ -27,6 +27,7 @@ Run by hand (not in CI), from the repository root::
     python benchmarks/detection_report.py --families board,faults --seeds 101-120 --hours 4
     python benchmarks/detection_report.py --set min_duration_s=8 --json out.json
     python benchmarks/detection_report.py --readme            # rewrite README.md's table
+    python benchmarks/detection_report.py --classifier both   # rules and model, a row each
 
 ``--readme`` replaces what is between ``<!-- detection-table:start -->`` and
 ``<!-- detection-table:end -->`` in README.md.
@@ -47,6 +48,7 @@ import time
 from collections import Counter
 
 import numpy as np
+from crampwatch.detector.config import CLASSIFIERS
 from crampwatch.firmware_bridge.synth import FAMILIES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,7 +130,8 @@ def family_order(family: str) -> tuple:
 
 def run_night(task: tuple) -> dict:
     """Simulate, write, replay and return the episodes and labels of one night."""
-    family, seed, hours, overrides, emg_only = task
+    family, seed, hours, overrides, emg_only, classifier = task
+    overrides = [*overrides, f"classifier={classifier}"]
     logging.disable(logging.WARNING)  # band-pass narrowing at 200 Hz etc.: expected here
     from crampwatch.errors import CrampwatchError
     from crampwatch.firmware_bridge.edf import write_edf
@@ -142,6 +145,7 @@ def run_night(task: tuple) -> dict:
     out = {
         "family": family + EMG_ONLY if emg_only else family,
         "seed": seed,
+        "classifier": classifier,
         "tuning": is_tuning(family, seed),
         "duration_s": night.duration_s,
         "emg_fs_hz": night.emg_fs_hz,
@@ -150,6 +154,7 @@ def run_night(task: tuple) -> dict:
         "labels": [(lab.kind, lab.onset_s, lab.offset_s) for lab in night.labels],
         "cramp_notes": [lab.note for lab in night.labels if lab.kind == "cramp"],
         "episodes": [],
+        "uncertain": 0,
         "error": None,
     }
     with tempfile.TemporaryDirectory(prefix="cw-report-") as tmp:
@@ -157,7 +162,10 @@ def run_night(task: tuple) -> dict:
         write_edf(path, night.for_file())
         try:
             res = run_recording(path, load_config(None, overrides), progress=False)
-            out["episodes"] = [(ep.onset_s, ep.offset_s) for ep in res.episodes]
+            # uncertain episodes (final confidence too low) are kept, never counted
+            out["episodes"] = [(ep.onset_s, ep.offset_s) for ep in res.episodes
+                               if ep.status != "uncertain"]
+            out["uncertain"] = len(res.episodes) - len(out["episodes"])
         except CrampwatchError as exc:  # e.g. a channel replay refuses: its cramps are missed
             out["error"] = f"{type(exc).__name__}: {exc}".replace(path, f"{family}-{seed}.edf")
     out["wall_s"] = round(time.perf_counter() - t0, 2)
@@ -190,12 +198,24 @@ def pooled_score(results: list[dict]) -> dict:
         every.update({k for k, a, b in labels if a < fp["offset_s"] and b > fp["onset_s"]})
     s["false_positives_overlapping"] = dict(every)
     s["nights"] = len(results)
+    s["n_uncertain"] = sum(r.get("uncertain", 0) for r in results)
     s["errors"] = sum(r["error"] is not None for r in results)
     return s
 
 
 def summarize(results: list[dict]) -> list[dict]:
-    """One row per family (tuning and held-out seeds apart), then all held-out nights."""
+    """Per classifier: one row per family (tuning and held-out seeds apart), then all
+    held-out nights."""
+    rows = []
+    for classifier in CLASSIFIERS:
+        part = [r for r in results if r.get("classifier", "rules") == classifier]
+        for row in _summarize(part):
+            row["classifier"] = classifier
+            rows.append(row)
+    return rows
+
+
+def _summarize(results: list[dict]) -> list[dict]:
     rows = []
     groups: dict[tuple, list] = {}
     for r in results:
@@ -249,17 +269,20 @@ def _rest(piece: np.ndarray, n: int) -> np.ndarray:
 
 
 def _replay_emg(x: np.ndarray, fs: float, cfg) -> list[tuple[float, float]]:
-    """EMG-only replay in 300 s blocks, as ``crampwatch replay`` feeds the pipeline."""
+    """EMG-only replay in 300 s blocks, as ``crampwatch replay`` feeds the pipeline;
+    the episodes counted (not ``uncertain``)."""
     from crampwatch.detector import EpisodeEnded, Pipeline
     from crampwatch.firmware_bridge.types import SampleBlock
     from crampwatch.models import load_model
 
-    pipe = Pipeline(cfg, emg_fs_hz=fs, acc_fs_hz=None, confidence_model=load_model())
+    pipe = Pipeline(cfg, emg_fs_hz=fs, acc_fs_hz=None,
+                    confidence_model=load_model(cfg.model_file or None))
     events, step = [], int(300 * fs)
     for i in range(0, len(x), step):
         events += pipe.feed(SampleBlock("emg", fs, i, x[i : i + step, None]))
     events += pipe.finish()
-    return [(e.episode.onset_s, e.episode.offset_s) for e in events if isinstance(e, EpisodeEnded)]
+    return [(e.episode.onset_s, e.episode.offset_s) for e in events
+            if isinstance(e, EpisodeEnded) and e.episode.status != "uncertain"]
 
 
 def real_walking(data_dir: str, overrides: list[str]) -> dict | None:
@@ -384,9 +407,10 @@ def table_markdown(rows: list[dict], walking: dict | None, holds: dict | None, m
         f"overrides: {', '.join(meta['overrides']) or 'none'}; seeds used for tuning: "
         f"{meta['tuning']}, every other seed held out):",
         "",
-        "| family | seeds | nights | hours | cramps | recall | precision | F1 | false/h "
-        "| onset error median / p95 (s) | max duration excess (s) | false positives by kind |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| family | classifier | seeds | nights | hours | cramps | recall | precision | F1 "
+        "| false/h | uncertain | onset error median / p95 (s) | max duration excess (s) "
+        "| false positives by kind |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         fp = (
@@ -402,9 +426,11 @@ def table_markdown(rows: list[dict], walking: dict | None, holds: dict | None, m
         if r["errors"]:
             nights += f", {r['errors']} refused"
         lines.append(
-            f"| {r['family']} | {r['seeds']} ({'tuning' if r['tuning'] else 'held out'}) "
+            f"| {r['family']} | {r.get('classifier', 'rules')} "
+            f"| {r['seeds']} ({'tuning' if r['tuning'] else 'held out'}) "
             f"| {nights} | {r['hours']:g} | {r['n_labelled']} | {_f(r['recall'])} "
             f"| {_f(r['precision'])} | {_f(r['f1'])} | {_f(r['false_positives_per_hour'])} "
+            f"| {r.get('n_uncertain', 0)} "
             f"| {_f(r['onset_error_median_s'], '{:.1f}')} / {_f(r['onset_error_p95_s'], '{:.1f}')} "
             f"| {_f(r['max_duration_excess_s'], '{:.1f}')} | {fp} |"
         )
@@ -412,15 +438,25 @@ def table_markdown(rows: list[dict], walking: dict | None, holds: dict | None, m
         "",
         "Real recordings (`../shared/data`, EMG only):",
         "",
-        "| data | used for tuning | what | result |",
-        "|---|---|---|---|",
+        "| data | classifier | used for tuning | what | result |",
+        "|---|---|---|---|---|",
     ]
+    for classifier in walking or {}:
+        lines += _real_rows(classifier, walking[classifier], holds.get(classifier))
+    if not walking:
+        lines += _real_rows("-", None, None)
+    return "\n".join(lines)
+
+
+def _real_rows(classifier: str, walking: dict | None, holds: dict | None) -> list[str]:
+    lines = []
     if walking is None:
-        lines.append("| santuz_walking | - | not available | - |")
+        lines.append(f"| santuz_walking | {classifier} | - | not available | - |")
     else:
         by = ", ".join(f"{k} {v}" for k, v in walking["episodes_by_muscle"].items())
         lines.append(
-            f"| treadmill walking, calf GM/GL/SO (`santuz_walking`, 1 kHz) | {walking['tuning']} "
+            f"| treadmill walking, calf GM/GL/SO (`santuz_walking`, 1 kHz) | {classifier} "
+            f"| {walking['tuning']} "
             f"| {walking['bouts']} bouts of whole gait cycles (30, 60, 150 s; "
             f"{walking['walking_min']:g} min), each alone"
             + (
@@ -431,17 +467,17 @@ def table_markdown(rows: list[dict], walking: dict | None, holds: dict | None, m
             + f" | {walking['episodes']} episodes reported ({by}): each a false cramp |"
         )
     if holds is None:
-        lines.append("| elderly_isometric | - | not available | - |")
+        lines.append(f"| elderly_isometric | {classifier} | - | not available | - |")
     else:
         rest = ", ".join(f"{v} {k}" for k, v in holds["rest_from"].items())
         lines.append(
             f"| 10 s isometric holds, tibialis anterior, 20 subjects (`elderly_isometric`, 2 kHz), "
-            f"`min_duration_s=5` | {holds['tuning']} | each hold between 20 s of rest "
+            f"`min_duration_s=5` | {classifier} | {holds['tuning']} | each hold between 20 s of rest "
             f"({rest}) | {holds['found']}/20 found (subjects 1-10: {holds['found_tuning']}/10, "
             f"11-20: {holds['found_held_out']}/10), {holds['false_episodes']} false episodes, "
             f"onset error median {_f(holds['onset_error_median_s'], '{:.2f}')} s |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def rewrite_readme(path: str, table: str) -> None:
@@ -484,6 +520,9 @@ def main(argv=None) -> int:
         help="families also run with the accelerometer left out (default tidy,shifted; '' for none)",
     )
     ap.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
+    ap.add_argument("--classifier", choices=("rules", "model", "both"), default="rules",
+                    help="which detector path: the rules, the candidate model, or both side by "
+                         "side (default rules)")
     ap.add_argument(
         "--quick", action="store_true", help="seeds 121-122, 1 h nights (about a minute)"
     )
@@ -519,8 +558,11 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     emg_only = [f.strip() for f in args.emg_only.split(",") if f.strip() in families]
-    tasks = [(f, s, hours, args.overrides, False) for f in families for s in seeds]
-    tasks += [(f, s, hours, args.overrides, True) for f in emg_only for s in seeds]
+    classifiers = list(CLASSIFIERS) if args.classifier == "both" else [args.classifier]
+    tasks = [(f, s, hours, args.overrides, False, c) for c in classifiers
+             for f in families for s in seeds]
+    tasks += [(f, s, hours, args.overrides, True, c) for c in classifiers
+              for f in emg_only for s in seeds]
     results = []
     if args.jobs > 1:
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
@@ -537,12 +579,17 @@ def main(argv=None) -> int:
     t_sim = time.perf_counter() - t0
     walking = holds = None
     if not args.no_real:
-        walking = real_walking(args.data, args.overrides)
-        holds = real_holds(args.data, args.overrides)
+        walking = {c: real_walking(args.data, [*args.overrides, f"classifier={c}"])
+                   for c in classifiers}
+        holds = {c: real_holds(args.data, [*args.overrides, f"classifier={c}"])
+                 for c in classifiers}
+        if all(v is None for v in walking.values()):
+            walking = holds = None
     shown = " ".join(
         [f"--families {args.families}"] * (families != list(FAMILIES))
         + [f"--seeds {seed_text(seeds).replace(', ', ',')}", f"--hours {hours:g}"]
         + [f"--set {o}" for o in args.overrides]
+        + [f"--classifier {args.classifier}"] * (args.classifier != "rules")
     )
     meta = {
         "argv": shown,

@@ -17,15 +17,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from crampwatch._validate import check_number, check_text, read_toml
+from crampwatch._validate import documented as _doc   # the one helper both configs use
 from crampwatch.errors import ConfigError
 
 
-def _doc(text: str, lo=None, hi=None, lo_open: bool = False, **kw):
-    """A documented field; numbers carry their allowed range (checked at load)."""
-    return field(metadata={"doc": text, "lo": lo, "hi": hi, "lo_open": lo_open}, **kw)
+CLASSIFIERS = ("rules", "model")
+"""The values of ``DetectorConfig.classifier``."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,21 @@ class DetectorConfig:
         default=15.0, lo=0, hi=3600)
     onset_lookback_s: float = _doc(
         "how far back the onset of a confirmed episode is searched for (s)", default=15.0, lo=0, hi=600)
+    # --- classifier -----------------------------------------------------------------
+    classifier: str = _doc(
+        "who decides a candidate: 'rules' (the thresholds above confirm it) or 'model' (the "
+        "rules propose it, the trained candidate model confirms it when the rules would, and "
+        "grades it again at its end; see models/MODEL_CARD.md)", default="rules",
+        choices=CLASSIFIERS)
+    min_confidence: float = _doc(
+        "an episode whose final confidence (0-1) is below this is kept with status "
+        "'uncertain' and never counted as a cramp (0: none; with classifier=model, an episode "
+        "the model grades below its own threshold at the end is uncertain too)",
+        default=0.0, lo=0, hi=1)
+    model_file: str = _doc(
+        "candidate model file (JSON) for the confidence and classifier=model; '' = the "
+        "shipped model (a sleeper's own, from 'crampwatch train', is chosen here)",
+        default="", max_len=4096)
 
     # ------------------------------------------------------------------------------
     def __post_init__(self):
@@ -190,6 +205,9 @@ class DetectorConfig:
                 value = check_number(f.name, getattr(self, f.name), md.get("lo"), md.get("hi"),
                                      type=hints[f.name], lo_open=md.get("lo_open", False))
                 object.__setattr__(self, f.name, value)
+        if self.classifier not in CLASSIFIERS:
+            raise ConfigError(f"config classifier={self.classifier!r}: use "
+                              f"{' or '.join(CLASSIFIERS)}", key="classifier")
         if self.mains_hz not in ("50", "60", "auto", "off"):
             raise ConfigError(f"config mains_hz={self.mains_hz!r}: use 50, 60, auto or off",
                               key="mains_hz")
@@ -267,5 +285,9 @@ def _convert(key: str, raw, typ, where: str, meta):
     if typ is str:
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
             raw = f"{raw:g}"                # mains_hz = 50 in TOML
-        return check_text(key, raw, max_len=64, where=where)
+        text = check_text(key, raw, max_len=meta.get("max_len") or 64, where=where)
+        choices = meta.get("choices")
+        if choices and text not in choices:
+            raise ConfigError(f"{where} {key}={text!r}: use {', '.join(choices)}", key=key)
+        return text
     return raw

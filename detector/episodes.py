@@ -98,7 +98,12 @@ class StepDecision:
 
 @dataclass(frozen=True)
 class Episode:
-    """One detected cramp (times in seconds from the stream start)."""
+    """One detected cramp (times in seconds from the stream start).
+
+    ``status``: ``open`` (under way), ``closed``, ``truncated`` (the stream or a
+    long gap cut it) or ``uncertain`` (closed with a final confidence below
+    ``min_confidence``, or graded below its threshold by the candidate model:
+    kept and shown, never counted as a cramp)."""
 
     episode_id: int
     onset_s: float
@@ -107,7 +112,13 @@ class Episode:
     mean_rms_uv: float
     confidence: float
     floor_uv: float
-    status: str = "open"          # open | closed | truncated
+    status: str = "open"          # open | closed | truncated | uncertain
+
+    @property
+    def counted(self) -> bool:
+        """Is it a cramp?  An ``uncertain`` episode (final confidence below
+        ``min_confidence``) is kept in every output but never counted."""
+        return self.status != "uncertain"
 
     @property
     def duration_s(self) -> float | None:
@@ -143,14 +154,37 @@ class _Run:
 
 
 class EpisodeAssembler:
-    """Turns per-step decisions into episode events (see module docstring)."""
+    """Turns per-step decisions into episode events (see module docstring).
+
+    Parameters (beyond the durations and shares, see ``DetectorConfig``)
+    ----------
+    confidence_fn : callable or None
+        ``episode_features`` dict -> confidence (0-1); None: a heuristic.
+    gate_fn : callable or None
+        ``gate_fn(onset_s, t_s) -> bool``, asked each time the rules would
+        confirm the candidate; False keeps it a candidate (asked again at its
+        next step): the candidate classifier decides.
+    grade_fn : callable or None
+        ``grade_fn(onset_s, end_s, final) -> confidence``, replaces
+        ``confidence_fn`` (at the confirmation and at the end).
+    min_confidence : float
+        An episode whose final confidence is below this ends ``uncertain``.
+    gate_threshold : float or None
+        ... and below this too (the gate's own threshold: the classifier
+        changed its mind by the end).
+    """
 
     def __init__(self, min_duration_s: float = 10.0, max_gap_s: float = 1.5,
                  end_gap_s: float = 2.0, merge_gap_s: float = 5.0,
                  candidate_tonic_fraction: float = 0.75, window_s: float = 2.0,
                  confidence_fn=None, movement_bridge_s: float = 0.0,
-                 candidate_artifact_fraction: float = 1.0):
+                 candidate_artifact_fraction: float = 1.0, gate_fn=None, grade_fn=None,
+                 min_confidence: float = 0.0, gate_threshold: float | None = None):
         self.window_s = float(window_s)
+        self.gate_fn = gate_fn
+        self.grade_fn = grade_fn
+        self.min_confidence = float(min_confidence)
+        self.gate_threshold = gate_threshold
         self.candidate_artifact_fraction = float(candidate_artifact_fraction)
         self.movement_bridge_s = float(movement_bridge_s)
         self._last_offset_s = -math.inf      # episodes never overlap
@@ -258,6 +292,8 @@ class EpisodeAssembler:
             return []
         if run.artifacts > self.candidate_artifact_fraction * len(run.steps):
             return []                   # not seen cleanly: a loose electrode, not a cramp
+        if self.gate_fn is not None and not self.gate_fn(run.onset_s, t):
+            return []                   # the classifier says no (yet): asked again next time
         self.state = "active"
         ep = self._summarise(episode_id=self._next_id, offset_s=None)
         self._next_id += 1
@@ -286,11 +322,19 @@ class EpisodeAssembler:
         mean_rms = sum(s[1] for s in steps) / len(steps)
         peak = max(s[2] for s in steps)
         end = offset_s if offset_s is not None else run.last_active_s
-        feats = episode_features(steps, max(0.0, end - run.onset_s), run.floor_uv)
-        if self.confidence_fn is not None:
-            conf = float(round(self.confidence_fn(feats), 3))
+        if self.grade_fn is not None:
+            conf = float(round(self.grade_fn(run.onset_s, end, offset_s is not None), 3))
         else:
-            conf = _confidence(feats["mean_score"], feats["duration_s"], self.min_duration_s)
+            feats = episode_features(steps, max(0.0, end - run.onset_s), run.floor_uv)
+            if self.confidence_fn is not None:
+                conf = float(round(self.confidence_fn(feats), 3))
+            else:
+                conf = _confidence(feats["mean_score"], feats["duration_s"], self.min_duration_s)
+        if offset_s is not None:
+            # the final confidence decides: below it the episode is kept, never counted
+            need = max(self.min_confidence, self.gate_threshold or 0.0)
+            if conf < need:
+                status = "uncertain"
         return Episode(episode_id=episode_id, onset_s=run.onset_s, offset_s=offset_s,
                        peak_rms_uv=float(peak), mean_rms_uv=float(mean_rms),
                        confidence=conf, floor_uv=float(run.floor_uv), status=status)

@@ -2,7 +2,9 @@
 
 A labelled cramp counts as found when a reported episode overlaps it with
 intersection-over-union >= ``min_iou`` (0.3 by default); each label and each
-episode is matched at most once (greedy by IoU).  Every other reported episode
+episode is matched at most once (greedy by IoU).  Episodes of status
+``uncertain`` (confidence below ``min_confidence``) are counted apart, never as
+detections.  Every other reported episode
 is a false positive, attributed to the labelled distractor it overlaps most
 ("none" if it overlaps nothing).
 
@@ -51,12 +53,16 @@ def score(episodes: list[tuple[float, float]], labels: list[tuple[str, float, fl
 
     Parameters
     ----------
-    episodes : list of (onset_s, offset_s)
+    episodes : list of (onset_s, offset_s) or (onset_s, offset_s, status)
+        Reported episodes; those with status ``"uncertain"`` are kept apart
+        (``n_uncertain``), never counted as detections.
     labels : list of (kind, onset_s, offset_s); kind ``"cramp"`` is the target,
         every other kind a distractor.
     duration_s : float
         Hours of signal scored (for false positives per hour).
     """
+    n_uncertain = sum(1 for e in episodes if len(e) > 2 and e[2] == "uncertain")
+    episodes = [(e[0], e[1]) for e in episodes if not (len(e) > 2 and e[2] == "uncertain")]
     cramps = [(a, b) for k, a, b in labels if k == "cramp"]
     others = [(k, a, b) for k, a, b in labels if k != "cramp"]
     m = match(episodes, cramps, min_iou)
@@ -91,7 +97,7 @@ def score(episodes: list[tuple[float, float]], labels: list[tuple[str, float, fl
         return float(np.percentile(np.abs(a), p)) if len(a) else float("nan")
 
     return {
-        "n_labelled": len(cramps), "n_reported": len(episodes),
+        "n_labelled": len(cramps), "n_reported": len(episodes), "n_uncertain": n_uncertain,
         "true_positives": tp, "false_positives": fp, "false_negatives": fn,
         "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
         "onset_error_median_s": round(q(on_err, 50), 3), "onset_error_p95_s": round(q(on_err, 95), 3),

@@ -38,7 +38,8 @@ from scipy import signal
 
 from crampwatch.detector.config import DetectorConfig
 from crampwatch.detector.episodes import EpisodeAssembler, EpisodeEnded, StepDecision
-from crampwatch.detector.features import window_features
+from crampwatch.detector.features import candidate_features, window_features
+from crampwatch.errors import ConfigError
 from crampwatch.detector.filters import AccFilter, EmgFilter
 from crampwatch.detector.floor import FloorTracker
 from crampwatch.detector.frames import AccFrames, EmgFrames
@@ -66,10 +67,15 @@ class Pipeline:
         Keep one row of features per decision step (``trace()``,
         ``drain_trace()``), for tuning, the per-minute summaries and the
         review plots.  Off, memory does not grow with the night.
-    confidence_model : callable or None
-        Maps an episode's features (``episodes.episode_features``) to a
-        probability; ``crampwatch.models.load_model()`` gives the trained one.
-        None: a fixed heuristic of the tonic score and the duration.
+    confidence_model : model or callable or None
+        The trained candidate model, ``crampwatch.models.load_model()``
+        (``inputs == "candidate"``: it maps the candidate features of
+        :data:`~crampwatch.detector.features.CANDIDATE_FEATURES` to P(cramp)):
+        it gives every episode its confidence and, with
+        ``config.classifier == "model"``, decides whether a candidate is
+        confirmed.  A plain callable maps ``episodes.episode_features`` to a
+        probability (confidence only); None: a fixed heuristic of the tonic
+        score and the duration.
     acc_wait_s : float or None
         Longest wait for accelerometer samples before frames are decided
         without them (None: ``config.acc_wait_s``, 2 s, for live streams).
@@ -79,6 +85,12 @@ class Pipeline:
         without the accelerometer only once they have waited ``acc_wait_s`` of
         stream time *and* of wall-clock time since they arrived, so a source
         faster than real time is not judged silent by its stream time.
+    candidate_hook : callable or None
+        Called as ``hook(stage, onset_s, t_s, features)`` with the candidate
+        features each time a candidate reaches the point where the rules would
+        confirm it (``stage`` "confirm") and when a confirmed episode ends
+        ("end", ``t_s`` its offset): how the training table is collected
+        (``crampwatch.tools._candidates``).
 
     Notes
     -----
@@ -97,14 +109,39 @@ class Pipeline:
     """Accelerometer samples further ahead of the EMG than this are held (at most
     this long of them) until the EMG comes near."""
 
+    MODEL_CANDIDATE_CHANGES = {"plm_min_duration_s": 10.0, "candidate_tonic_fraction": 0.5,
+                               "candidate_artifact_fraction": 0.4, "walk_override_ratio": 1.0,
+                               "walk_override_uv": 0.0, "tonic_min_fraction": 0.8,
+                               "modulation_min": 0.25}
+    """With ``classifier="model"`` the rule chain proposes candidates with these
+    settings changed, more permissive than the rules alone (the PLM-series and
+    standing-after-walking protections off, looser tonic thresholds): the
+    near-misses reach the model, which decides (it was trained on exactly these
+    candidates, ``models/train_candidates.py``).  They replace the configured
+    values of those settings in the model path."""
+
     LONG_GAP_S = 60.0
     """Gaps longer than this restart detection after them (shorter ones are
     decided as ``nodata`` steps)."""
 
     def __init__(self, config: DetectorConfig | None = None, emg_fs_hz: float = 1000.0,
                  acc_fs_hz: float | None = None, keep_trace: bool = True,
-                 confidence_model=None, acc_wait_s: float | None = None, clock=None):
-        self.cfg = cfg = config or DetectorConfig()
+                 confidence_model=None, acc_wait_s: float | None = None, clock=None,
+                 candidate_hook=None):
+        cfg = config or DetectorConfig()
+        if cfg.classifier == "model" and self.MODEL_CANDIDATE_CHANGES:
+            cfg = cfg.replace(**self.MODEL_CANDIDATE_CHANGES)
+        self.cfg = cfg
+        cand_model = confidence_model if getattr(confidence_model, "inputs", None) == "candidate" \
+            else None
+        if cfg.classifier == "model" and cand_model is None:
+            raise ConfigError("classifier=model needs the candidate model: pass "
+                              "confidence_model=crampwatch.models.load_model()", key="classifier")
+        self._model = cand_model
+        self._hook = candidate_hook
+        self._cand_rows = []             # features.STEP_COLUMNS rows of the current candidate/episode
+        self._idle_rows_n = int(math.ceil((max(cfg.onset_lookback_s, cfg.window_s) + 2.0)
+                                          / cfg.step_s)) + 2
         self.emg_fs_hz = float(emg_fs_hz)
         self.acc_fs_hz = float(acc_fs_hz) if acc_fs_hz else None
         self.emg_filter = EmgFilter(self.emg_fs_hz, cfg.band_low_hz, cfg.band_high_hz,
@@ -140,9 +177,16 @@ class Pipeline:
         self.assembler = EpisodeAssembler(cfg.min_duration_s, cfg.max_gap_s, cfg.end_gap_s,
                                           cfg.merge_gap_s, cfg.candidate_tonic_fraction,
                                           self.window_n * self.frame_dt,
-                                          confidence_fn=confidence_model,
+                                          confidence_fn=None if cand_model else confidence_model,
                                           movement_bridge_s=cfg.movement_bridge_s,
-                                          candidate_artifact_fraction=cfg.candidate_artifact_fraction)
+                                          candidate_artifact_fraction=cfg.candidate_artifact_fraction,
+                                          gate_fn=self._gate if (cfg.classifier == "model"
+                                                                 or candidate_hook) else None,
+                                          grade_fn=self._grade if (cand_model or candidate_hook)
+                                          else None,
+                                          min_confidence=cfg.min_confidence,
+                                          gate_threshold=cand_model.threshold
+                                          if cfg.classifier == "model" else None)
         self._upright_cos = math.cos(math.radians(cfg.upright_max_deg))
         self._axis = {"x": 0, "y": 1, "z": 2}.get(cfg.upright_axis)
         self.next_emg_index = 0
@@ -546,7 +590,17 @@ class Pipeline:
                              # a deep fluctuation of a contraction that never came down
                              neutral=(label == "phasic" and tonic_frac >= cfg.tonic_min_fraction
                                       and f["rhythm"] <= cfg.sustained_rhythm_max))
+            self._cand_rows.append((t_end, step_med, floor, tonic_frac, f["modulation"],
+                                    f["rhythm"], f["motion_g"], f["posture_deg"],
+                                    f["hum_ratio"], f["drift_uv"], f["median_uv"],
+                                    f["excess_hz"], f["acc_ok"], LABELS.index(label),
+                                    t_end - self._moved_s, min_dur is not None,
+                                    t_end - self._walk_last_s))
             new_events = self.assembler.step(d)
+            if self.assembler.state == "idle" and len(self._cand_rows) > 2 * self._idle_rows_n:
+                del self._cand_rows[:-self._idle_rows_n]     # only the recent past
+            elif len(self._cand_rows) > 2 * self.MAX_CANDIDATE_ROWS:
+                del self._cand_rows[:-self.MAX_CANDIDATE_ROWS]
             events += new_events
             self._track_floor(t_end, step_med, step_valid, label, f, new_events)
             if self.keep_trace:
@@ -556,6 +610,34 @@ class Pipeline:
                                     self.assembler.state != "idle", f["excess_hz"],
                                     f["acc_ok"]))
         return events
+
+    # ------------------------------------------------------------ the candidate model
+    MAX_CANDIDATE_ROWS = 900
+    """Candidate features look at most this many steps back (an hour-long candidate
+    costs no more per step than a 15-minute one)."""
+
+    def candidate_features(self, onset_s: float, t_s: float) -> dict:
+        """:data:`CANDIDATE_FEATURES` of the steps from ``onset_s`` to ``t_s``
+        (of the current candidate or episode)."""
+        return candidate_features(self._cand_rows[-self.MAX_CANDIDATE_ROWS:], onset_s, t_s)
+
+    def _gate(self, onset_s: float, t_s: float) -> bool:
+        """Asked by the assembler when the rules would confirm a candidate."""
+        feats = self.candidate_features(onset_s, t_s)
+        if self._hook is not None:
+            self._hook("confirm", onset_s, t_s, feats)
+        if self.cfg.classifier != "model":
+            return True
+        return self._model.predict(feats) >= self._model.threshold
+
+    def _grade(self, onset_s: float, end_s: float, final: bool) -> float:
+        """The confidence of an episode (at its confirmation and at its end)."""
+        feats = self.candidate_features(onset_s, end_s)
+        if final and self._hook is not None:
+            self._hook("end", onset_s, end_s, feats)
+        if self._model is None:
+            return 0.5
+        return self._model.predict(feats)
 
     def _start_floor(self, level_uv: float, ms_uv2: float, dms_uv2: float) -> None:
         """The first estimate: the first step's level, unless that step is

@@ -70,3 +70,42 @@ def test_confidence_is_a_probability_and_rises_with_tonic_evidence():
     assert 0.0 <= s.confidence <= 1.0
     w = [e.episode for e in weak if isinstance(e, EpisodeEnded)]
     assert w and w[0].confidence < s.confidence
+
+
+def _tonic_run(asm, n, start=0):
+    ev = []
+    for i in range(start, start + n):
+        on = i < start + n - 10
+        ev += asm.step(StepDecision(t_end_s=i + 1.0, step_s=1.0, tonic=on, active=on,
+                                    onset_hint_s=float(start), rms_uv=40 if on else 2,
+                                    peak_uv=50 if on else 3, score=1.0 if on else 0.0))
+    return ev
+
+
+def test_a_gate_that_says_no_keeps_the_candidate_and_is_asked_again():
+    asked = []
+
+    def gate(onset_s, t_s):
+        asked.append(t_s)
+        return t_s >= 15.0
+    asm = EpisodeAssembler(min_duration_s=5.0, gate_fn=gate)
+    ev = _tonic_run(asm, 40)
+    (started,) = [e for e in ev if isinstance(e, EpisodeStarted)]
+    assert asked[0] == 5.0 and started.confirmed_at_s == 15.0
+    assert started.episode.onset_s == 0.0           # the onset is not moved by the wait
+    no = EpisodeAssembler(min_duration_s=5.0, gate_fn=lambda o, t: False)
+    assert _tonic_run(no, 40) + no.finish(40.0) == []
+
+
+@pytest.mark.parametrize("conf,threshold,min_conf,status", [
+    (0.4, None, 0.0, "closed"), (0.4, None, 0.5, "uncertain"), (0.4, 0.5, 0.0, "uncertain"),
+    (0.6, 0.5, 0.0, "closed"), (0.6, 0.5, 0.7, "uncertain")])
+def test_final_confidence_below_the_bar_makes_an_uncertain_episode(conf, threshold, min_conf,
+                                                                    status):
+    asm = EpisodeAssembler(min_duration_s=5.0, grade_fn=lambda o, e, final: conf,
+                           min_confidence=min_conf, gate_threshold=threshold)
+    ev = _tonic_run(asm, 40)
+    (ended,) = [e.episode for e in ev if isinstance(e, EpisodeEnded)]
+    assert ended.status == status and ended.counted == (status != "uncertain")
+    (started,) = [e.episode for e in ev if isinstance(e, EpisodeStarted)]
+    assert started.status == "open"                  # decided at the end, never before

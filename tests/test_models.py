@@ -1,53 +1,68 @@
-"""The shipped confidence model: loads by name, checks its features both ways,
-and grades episodes sensibly on nights it was not trained on."""
+"""The shipped candidate model: loads by name or path, checks every field, and
+its prediction is what scikit-learn would give."""
 
 import json
+import math
+import os
+import stat
 
+import numpy as np
 import pytest
 
-from crampwatch.detector.episodes import EPISODE_FEATURES
-from crampwatch.models import DEFAULT_MODEL, EpisodeConfidenceModel, ModelError, load_model
+from crampwatch.detector.features import CANDIDATE_FEATURES
+from crampwatch.models import DEFAULT_MODEL, ModelError, load_model, params_sha256
 
 
 def _spec():
-    from importlib import resources
-    return json.loads(resources.files("crampwatch.models").joinpath(DEFAULT_MODEL).read_text())
+    return load_model().to_spec()
 
 
-def test_loads_by_exact_name_only():
-    assert load_model().feature_names == list(EPISODE_FEATURES)
-    with pytest.raises(ModelError, match="no model file"):
-        load_model("cramp_episode_confidence_logreg_9.9.9.json")
-
-
-@pytest.mark.parametrize("change", ["extra", "missing"])
-def test_feature_names_are_checked_both_ways(change):
-    spec = _spec()
-    if change == "extra":
-        for k in ("feature_names", "mean", "scale", "coef"):
-            spec[k] = spec[k] + (["bogus_feature"] if k == "feature_names" else [1.0])
-    else:
-        for k in ("feature_names", "mean", "scale", "coef"):
-            spec[k] = spec[k][:-1]
-    with pytest.raises(ModelError, match="do not match") as e:
-        EpisodeConfidenceModel(spec, "x.json")
-    assert ("bogus_feature" in str(e.value)) == (change == "extra")
-
-
-def test_strong_long_tonic_episodes_score_above_short_bursty_ones():
+def test_shipped_model_loads_by_default_and_by_name():
     m = load_model()
-    cramp = {"log_duration_s": 4.1, "log_level_ratio": 3.9, "tonic_step_fraction": 0.95}
-    burst = {"log_duration_s": 1.4, "log_level_ratio": 2.0, "tonic_step_fraction": 0.5}
-    assert m(cramp) > 0.8 > 0.3 > m(burst)
-    # longer, stronger, more tonic: never less likely
-    for k, dv in (("log_duration_s", 0.5), ("log_level_ratio", 0.5), ("tonic_step_fraction", 0.1)):
-        assert m(dict(burst, **{k: burst[k] + dv})) > m(burst)
+    assert m.feature_names == list(CANDIDATE_FEATURES)
+    assert load_model(DEFAULT_MODEL).coef == m.coef
+    with pytest.raises(ModelError, match="no such model file"):
+        load_model("cramp_candidate_emg+acc_logreg_9.9.9.json")
 
 
-def test_confidence_on_a_held_out_night(sim_night, tmp_path):
-    # sim_night (seed 2024) is not among the training seeds 1-10
-    from crampwatch.tools.cli import main
-    out = tmp_path / "e.jsonl"
-    assert main(["replay", sim_night[0], "--episodes", str(out), "--quiet"]) == 0
-    recs = [json.loads(line) for line in out.read_text().splitlines()]
-    assert recs and all(r["confidence"] > 0.6 for r in recs)
+@pytest.mark.parametrize("change", ["extra", "missing", "renamed"])
+def test_feature_names_are_checked_both_ways(change, tmp_path):
+    spec = _spec()
+    p = spec["params"]
+    if change == "extra":
+        spec["feature_names"].append("bogus_feature")
+        for k in ("mean", "scale", "coef"):
+            p[k].append(1.0)
+    elif change == "missing":
+        spec["feature_names"].pop()
+        for k in ("mean", "scale", "coef"):
+            p[k].pop()
+    else:
+        spec["feature_names"][0] = "bogus_feature"
+    spec["params_sha256"] = params_sha256(p)      # a consistent file, for other features
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(spec))
+    with pytest.raises(ModelError, match="other features") as e:
+        load_model(str(path))
+    assert ("bogus_feature" in str(e.value)) == (change != "missing")
+
+
+def test_prediction_matches_scikit_learn_formula():
+    m = load_model()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = {n: float(mu + sd * rng.normal()) for n, mu, sd in zip(m.feature_names, m.mean,
+                                                                    m.scale)}
+        z = m.intercept + sum(c * (x[n] - mu) / sd for n, mu, sd, c in
+                              zip(m.feature_names, m.mean, m.scale, m.coef))
+        assert m.predict(x) == pytest.approx(1 / (1 + math.exp(-z)), rel=1e-12)
+
+
+def test_save_is_private_and_round_trips(tmp_path):
+    m = load_model()
+    out = tmp_path / "own" / "model.json"
+    m.save(out)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    again = load_model(str(out))
+    assert again.coef == m.coef and again.mean == m.mean and again.threshold == m.threshold
+    assert again.training_data_sha256 == m.training_data_sha256

@@ -5,6 +5,16 @@ Each combination of the ``--try`` values is replayed through the same pipeline
 as ``replay`` and scored as ``evaluate`` scores it; the table is sorted by F1,
 then false positives per hour, then onset error.  ``--write BEST.toml`` saves
 the best settings as a config file for ``capture``/``replay --config``.
+
+``tune --db LOG`` tunes to one sleeper instead: the recordings and labels are
+the nights of the episode log with verdicts (``crampwatch label``), the choice
+is cross-validated by night, and the best settings are written beside the
+config (``crampwatch-tuned.toml``, or ``--write``); with fewer than 5 nights
+with verdicts it says so in one line, writes nothing and exits with status 1
+(see :mod:`crampwatch.tools._personal`).  Cramps the detector missed have no
+episode to confirm: to teach it those, replay such nights into the log with a
+more sensitive setting (``replay NIGHT --db LOG --set on_min_uv=5``) and mark
+what it finds.
 """
 
 from __future__ import annotations
@@ -24,7 +34,12 @@ DEFAULT_TRIES = ["min_duration_s=8,10,12", "on_ratio=3,4,5"]
 
 
 def add_arguments(p) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE", help="recordings")
+    p.add_argument("files", nargs="*", metavar="FILE", help="recordings (or --db)")
+    p.add_argument("--db", metavar="LOG",
+                   help="tune to the sleeper of this episode log: their nights and verdicts, "
+                        "cross-validated by night; writes crampwatch-tuned.toml beside the "
+                        "config (or --write); exit 1 with fewer than 5 labelled nights; default grid: "
+                        "min_duration_s=8,10,15,20 on_min_uv=5,10,20,40 min_confidence=0,0.5")
     p.add_argument("--labels", nargs="+", metavar="LABELS",
                    help="labels files, one per recording (default: FILE's stem + .labels.csv)")
     p.add_argument("--try", dest="tries", action="append", default=None,
@@ -36,6 +51,8 @@ def add_arguments(p) -> None:
                    help="fixed overrides applied before the tried values")
     p.add_argument("--config", metavar="FILE")
     p.add_argument("--write", metavar="BEST.toml", help="write the best settings as TOML")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes replaying the recordings (default: every core)")
 
 
 def parse_tries(tries: list[str]) -> list[tuple[str, list[str]]]:
@@ -52,6 +69,11 @@ def parse_tries(tries: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def run(args) -> int:
+    if args.db:
+        from crampwatch.tools._personal import run_db
+        return run_db(args)
+    if not args.files:
+        raise ConfigError("tune: give recordings (FILE... --labels) or an episode log (--db LOG)")
     check_output_path(args.write, [*args.files, *(args.labels or []), args.config], "--write")
     base = load_config(args.config, args.overrides)
     grid = parse_tries(args.tries or DEFAULT_TRIES)
@@ -63,7 +85,8 @@ def run(args) -> int:
     rows = []
     for i, combo in enumerate(combos, 1):
         cfg = base.with_overrides([f"{n}={v}" for n, v in zip(names, combo)])
-        pooled, _ = evaluate_files(args.files, args.labels, cfg, args.emg, acc, progress=False)
+        pooled, _ = evaluate_files(args.files, args.labels, cfg, args.emg, acc, progress=False,
+                                   jobs=args.jobs)
         rows.append((combo, cfg, pooled))
         print(f"[{i}/{len(combos)}] " + " ".join(f"{n}={v}" for n, v in zip(names, combo))
               + f": F1 {pooled['f1']:.3f}, {pooled['false_positives_per_hour']:.2f} FP/h",
