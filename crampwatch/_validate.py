@@ -1,6 +1,6 @@
 """Checks for configuration values and config files: type, finiteness, range.
 
-Both configs (``[capture]`` in :mod:`crampwatch.tools.capture_config` and
+Both configs (``[capture]`` in :mod:`crampwatch.tools.capture.config` and
 ``[detector]``) take values from TOML and from ``--set NAME=VALUE``; a value
 that is NaN, infinite, of the wrong type or outside what the code can work
 with must be refused when the config is loaded, with the allowed range in the
@@ -24,6 +24,7 @@ crampwatch.errors.ConfigError: config stall_s=0: out of range; allowed: 0 < stal
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import stat
@@ -31,12 +32,49 @@ import tomllib
 
 from crampwatch.errors import ConfigError
 
-__all__ = ["check_number", "check_text", "range_text", "read_toml", "MAX_CONFIG_BYTES"]
+__all__ = ["check_number", "check_text", "documented", "field_docs", "range_text", "read_toml",
+           "MAX_CONFIG_BYTES"]
 
 #: a config file larger than this is refused unread (a real one is a few kB)
 MAX_CONFIG_BYTES = 1 << 20
 #: tables/arrays nested deeper than this are refused (a real config nests 1 deep)
 MAX_CONFIG_DEPTH = 8
+
+
+def documented(doc: str, lo=None, hi=None, lo_open: bool = False, max_len: int | None = None,
+               choices: tuple | None = None, **kw):
+    """A documented config field: its one-line meaning and what values it takes.
+
+    The one helper both configs (``[detector]`` and ``[capture]``) declare
+    their fields with, so ``crampwatch config show`` and the checks read the
+    same metadata: ``doc``, the numeric range (``lo``, ``hi``, ``lo_open``),
+    the longest text (``max_len``; None: the config's own limit) and the
+    allowed texts (``choices``).  Other keywords (``default``,
+    ``default_factory``) go to :func:`dataclasses.field`.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Cfg:
+    ...     stall_s: float = documented("stall timeout (s)", default=5.0, lo=0.1, hi=60)
+    >>> field_docs(Cfg)
+    [('stall_s', 'stall timeout (s)', 5.0)]
+    """
+    return dataclasses.field(metadata={"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open,
+                                       "max_len": max_len, "choices": choices}, **kw)
+
+
+def field_docs(cls) -> list[tuple[str, str, object]]:
+    """``(name, doc, default)`` of every field of a config dataclass, in
+    declaration order (a ``default_factory`` is called for the default)."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        out.append((f.name, f.metadata.get("doc", ""), default))
+    return out
 
 
 def _fmt(x) -> str:

@@ -58,6 +58,7 @@ from crampwatch.errors import ChannelNotFoundError, InputFileError, UnitError
 __all__ = [
     "EdfRecording",
     "choose_emg_channel",
+    "choose_emg_channels",
     "EdfWriteResult",
     "open_edf",
     "write_edf",
@@ -224,6 +225,34 @@ def choose_emg_channel(labels: list[str]) -> tuple[int, str] | None:
     return None
 
 
+def choose_emg_channels(labels: list[str]) -> list[int]:
+    """Indices of every EMG channel (``--emg all``), in file order; [] if none.
+
+    The same rules as :func:`choose_emg_channel`, taking every channel of the
+    first rule that finds any: labels with "EMG" and a calf or leg word
+    together with the polysomnography leg channels; else every label with
+    "EMG" that is not a chin EMG; else the chin EMG.  Impedance channels never.
+
+    Examples
+    --------
+    >>> choose_emg_channels(["EMG chin", "EMG L calf", "EMG R calf", "Acc X"])
+    [1, 2]
+    >>> choose_emg_channels(["EEG C3", "Left Leg", "Right Leg", "Left Leg Imp"])
+    [1, 2]
+    >>> choose_emg_channels(["EMG 1", "EMG 2", "ECG"])
+    [0, 1]
+    """
+    usable = [(i, lab) for i, lab in enumerate(labels) if not _is_impedance(lab)]
+    emg = [(i, lab) for i, lab in usable if "emg" in lab.lower()]
+    legs = [i for i, lab in usable
+            if _is_leg(lab) or ("emg" in lab.lower()
+                                and any(_CALF_TOKEN.match(t) for t in _tokens(lab)))]
+    if legs:
+        return legs
+    not_chin = [i for i, lab in emg if not any(_CHIN_TOKEN.match(t) for t in _tokens(lab))]
+    return not_chin or [i for i, _ in emg[:1]]
+
+
 def _find(path, signals, wanted: str, available):
     for key in (_norm, _squash):
         hits = [s for s in signals if key(s.label) == key(wanted)]
@@ -300,7 +329,7 @@ class EdfRecording:
         Duration of a data record.
     """
 
-    def __init__(self, path: str, emg: str | None = None, acc=None):
+    def __init__(self, path: str, emg: str | list[str] | None = None, acc=None):
         self.path = path = os.fspath(path)
         self._fh = open_regular(path)
         try:
@@ -386,8 +415,33 @@ class EdfRecording:
         path = self.path
         data_sigs = [s for s in self._signals if not s.is_annotation]
         available = self.labels
-        if emg is not None:
-            es = _find(path, data_sigs, emg, available)
+        if isinstance(emg, str) and emg.strip().lower() == "all":
+            picks = choose_emg_channels([s.label for s in data_sigs])
+            if not picks:
+                raise ChannelNotFoundError(
+                    f"{path}: no EMG channel (no label contains 'EMG' and none is a leg "
+                    f"channel such as 'Leg', 'LAT'/'RAT' or 'Tib'); the file has: "
+                    f"{', '.join(available)}; name them with --emg A,B",
+                    path=path,
+                    available=available,
+                )
+            chosen = [data_sigs[i] for i in picks
+                      if emg_unit_factor(data_sigs[i].dimension) is not None] \
+                or [data_sigs[picks[0]]]          # none in volts: the unit error below
+        elif emg is not None and not isinstance(emg, str):
+            names = [str(e) for e in emg]
+            if not names:
+                raise ChannelNotFoundError(f"{path}: no EMG channel named", path=path,
+                                           available=available)
+            chosen = []
+            for nm in names:
+                sig = _find(path, data_sigs, nm, available)
+                if any(sig is c for c in chosen):
+                    raise InputFileError(f"{path}: EMG channel {sig.label!r} named twice",
+                                         path=path)
+                chosen.append(sig)
+        elif emg is not None:
+            chosen = [_find(path, data_sigs, emg, available)]
         else:
             choice = choose_emg_channel([s.label for s in data_sigs])
             if choice is None:
@@ -408,16 +462,28 @@ class EdfRecording:
                     path, es.label, why,
                     f"; other leg channels: {', '.join(map(repr, others))}" if others else "",
                 )
-        factor = emg_unit_factor(es.dimension)
-        if factor is None:
-            raise UnitError(
-                f"{path}: channel {es.label!r} has physical dimension "
-                f"{es.dimension or '(empty)'!r}, not a voltage (uV, mV, V)",
+            chosen = [es]
+        factors = []
+        for es in chosen:
+            factor = emg_unit_factor(es.dimension)
+            if factor is None:
+                raise UnitError(
+                    f"{path}: channel {es.label!r} has physical dimension "
+                    f"{es.dimension or '(empty)'!r}, not a voltage (uV, mV, V)",
+                    path=path,
+                    channel=es.label,
+                    unit=es.dimension,
+                )
+            es.check_scaling(path, self._kind, factor)
+            factors.append(factor)
+        if len({es.spr for es in chosen}) > 1:
+            rates = ", ".join(f"{es.label!r} {es.spr / self.record_s:g} Hz" for es in chosen)
+            raise InputFileError(
+                f"{path}: the EMG channels are sampled at different rates ({rates}); "
+                f"crampwatch watches channels of one rate together: name them with --emg",
                 path=path,
-                channel=es.label,
-                unit=es.dimension,
             )
-        es.check_scaling(path, self._kind, factor)
+        es = chosen[0]
         fs = es.spr / self.record_s
         lo, hi = EMG_FS_RANGE_HZ
         if not lo * (1 - 1e-9) <= fs <= hi * (1 + 1e-9):
@@ -427,8 +493,9 @@ class EdfRecording:
                 f"{lo:g}-{hi:g} Hz",
                 path=path,
             )
-        self._emg_sig, self._emg_factor = es, factor
-        self.emg = StreamInfo("emg", fs, (es.label,), "uV")
+        self._emg_sigs, self._emg_factors = chosen, factors
+        self._emg_sig, self._emg_factor = es, factors[0]
+        self.emg = StreamInfo("emg", fs, tuple(s.label for s in chosen), "uV")
 
         axes = None
         named = acc is not None
@@ -668,7 +735,7 @@ class EdfRecording:
 
         Each block is at most ``block_s`` long (and at least one data record, or
         a slice of one when a record is larger than 8 MiB); EMG ``data`` has shape
-        (n, 1) in microvolts, accelerometer (n, 3) in g.  For EDF+D files a
+        (n, k) in microvolts (k: the chosen EMG channels, ``emg.channels``), accelerometer (n, 3) in g.  For EDF+D files a
         ``"gap"`` :class:`SourceEvent` precedes the blocks after a gap (a gap of
         any length costs no memory).  Memory does not grow with the length of
         the file, nor with the size of its records.
@@ -703,14 +770,14 @@ class EdfRecording:
     def _blocks_of_records(self, r_first, r_end, t_off, block_s):
         per_block = max(1, int(math.floor(block_s / self.record_s + 1e-9)))
         per_block = min(per_block, self._records_per_read())
-        es = self._emg_sig
         for r0 in range(r_first, r_end, per_block):
             recs = self._read_records(r0, min(per_block, r_end - r0))
             if recs.shape[0] == 0:
                 yield None
                 return
             t_rec = t_off + (r0 - r_first) * self.record_s
-            emg = self._physical(recs, es, self._emg_factor)[:, None]
+            emg = np.stack([self._physical(recs, s, f)
+                            for s, f in zip(self._emg_sigs, self._emg_factors)], axis=1)
             yield SampleBlock("emg", self.emg.fs_hz, int(round(t_rec * self.emg.fs_hz)), emg)
             if self.acc is not None:
                 acc = np.stack(
@@ -726,7 +793,7 @@ class EdfRecording:
         """Records too large to read whole: the chosen signals, a slice at a time."""
         es = self._emg_sig
         spr_a = self._acc_sigs[0].spr if self.acc is not None else 0
-        need = max(es.spr, 3 * spr_a) * self._bytes
+        need = max(len(self._emg_sigs) * es.spr, 3 * spr_a) * self._bytes
         n_slices = max(math.ceil(self.record_s / block_s - 1e-9), -(-need // READ_CHUNK_BYTES))
         n_slices = max(1, min(n_slices, es.spr))
         for r in range(r_first, r_end):
@@ -734,11 +801,14 @@ class EdfRecording:
             i_e = int(round(t_rec * self.emg.fs_hz))
             for k in range(n_slices):
                 a, b = k * es.spr // n_slices, (k + 1) * es.spr // n_slices
-                d = self._read_slice(r, es, a, b)
-                if d is None:
-                    yield None
-                    return
-                emg = self._scale(d, es, self._emg_factor)[:, None]
+                cols = []
+                for s, f in zip(self._emg_sigs, self._emg_factors):
+                    d = self._read_slice(r, s, a, b)
+                    if d is None:
+                        yield None
+                        return
+                    cols.append(self._scale(d, s, f))
+                emg = np.stack(cols, axis=1)
                 yield SampleBlock("emg", self.emg.fs_hz, i_e + a, emg)
                 if self.acc is None:
                     continue
@@ -821,15 +891,18 @@ class EdfRecording:
         )
 
 
-def open_edf(path: str, emg: str | None = None, acc=None) -> EdfRecording:
+def open_edf(path: str, emg: str | list[str] | None = None, acc=None) -> EdfRecording:
     """Open an EDF, EDF+ or BDF(+) file for replay.
 
     Parameters
     ----------
     path : str
-    emg : str, optional
+    emg : str or list of str, optional
         Label of the EMG channel (case-insensitive; spaces, ``-`` and ``_``
-        ignored if needed).  Default: see :func:`choose_emg_channel` (a label
+        ignored if needed), a list of labels (EMG blocks then hold one column
+        per label, in that order), or ``"all"`` (every EMG channel, see
+        :func:`choose_emg_channels`).  Channels read together must share one
+        sample rate.  Default: see :func:`choose_emg_channel` (a label
         containing "EMG", else a polysomnography leg channel such as "Right
         Leg", "LAT"/"RAT" or "Tib", right leg first); the choice is logged when
         it is not simply the label containing "EMG".
@@ -895,7 +968,7 @@ def write_edf(
     duration_s: float | None = None,
     start_time: datetime | None = None,
     annotations=None,
-    emg_label: str = "EMG calf",
+    emg_label: str | list[str] | None = None,
     acc_labels=("Acc X", "Acc Y", "Acc Z"),
     emg_range_uv: float = 5000.0,
     acc_range_g: float = 4.0,
@@ -918,7 +991,12 @@ def write_edf(
         ``start_time`` is used if present); a reader (``emg``/``acc``
         StreamInfo and ``blocks()``); or an iterable of :class:`SampleBlock`
         (then give ``emg_fs_hz`` and, if there is acceleration, ``acc_fs_hz``).
-        Gaps between blocks are filled with zeros and annotated.
+        Gaps between blocks are filled with zeros and annotated.  A source
+        with ``emg_labels`` (a two-leg night) renders EMG of shape (n, k):
+        one EMG channel per label.
+    emg_label : str or list of str, optional
+        Label of the EMG channel (default ``"EMG calf"``, or the source's
+        ``emg_labels``); a list writes one channel per label (render sources).
     duration_s : float, optional
         Length to write (default: all of the source).  Only whole data records
         are written.
@@ -975,14 +1053,21 @@ def write_edf(
         start_time = start_time.astimezone(timezone.utc)
     start_naive = start_time.replace(tzinfo=None)
 
-    n_ch = 1 + (3 if acc_fs else 0)
+    if emg_label is None:
+        emg_label = list(getattr(source, "emg_labels", None) or ["EMG calf"]) if render \
+            else "EMG calf"
+    labels_e = [emg_label] if isinstance(emg_label, str) else [str(x) for x in emg_label]
+    if len(labels_e) > 1 and not render:
+        raise ValueError("write_edf: several EMG labels need a source that renders them")
+    n_e = len(labels_e)
+    n_ch = n_e + (3 if acc_fs else 0)
     ftype = pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS
     # symmetric digital range: physical 0 is digital 0 exactly
     dmax = (1 << 23) - 1 if bdf else 32767
     dmin = -dmax
     headers = [
         dict(
-            label=emg_label,
+            label=lab,
             dimension="uV",
             sample_frequency=emg_fs,
             physical_max=emg_range_uv,
@@ -992,6 +1077,7 @@ def write_edf(
             transducer="surface EMG electrodes",
             prefilter="",
         )
+        for lab in labels_e
     ]
     if acc_fs:
         headers += [
@@ -1023,7 +1109,7 @@ def write_edf(
                 writer.setRecordingAdditional(recording_note[:30])
         rec_s = float(writer.record_duration)
         spr_e = writer.get_smp_per_record(0)
-        spr_a = writer.get_smp_per_record(1) if acc_fs else 0
+        spr_a = writer.get_smp_per_record(n_e) if acc_fs else 0
         per_chunk = max(1, int(round(chunk_s / rec_s)))
         total_records = int(math.floor(total_s / rec_s + 1e-9)) if math.isfinite(total_s) else None
         if total_records is not None and total_s - total_records * rec_s > 1e-6:
@@ -1038,7 +1124,9 @@ def write_edf(
         def write_chunk(emg, acc):
             nrec = emg.shape[0] // spr_e
             clipped[0] += int(np.count_nonzero(np.abs(emg) > emg_range_uv))
-            rows = [_digital(emg, -emg_range_uv, emg_range_uv, dmin, dmax).reshape(nrec, spr_e)]
+            emg = emg.reshape(emg.shape[0], -1)
+            rows = [_digital(emg[:, c], -emg_range_uv, emg_range_uv, dmin, dmax).reshape(nrec, spr_e)
+                    for c in range(n_e)]
             if acc_fs:
                 clipped[1] += int(np.count_nonzero(np.abs(acc) > acc_range_g))
                 for ax in range(3):

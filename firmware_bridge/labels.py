@@ -1,7 +1,10 @@
 """Labelled events of a recording: what happened when, in seconds from its start.
 
 A labels file is a CSV with the header ``kind,onset_s,offset_s,note``; times
-are seconds from the first sample of the recording it belongs to.  The
+are seconds from the first sample of the recording it belongs to.  Labels of a
+recording with several EMG channels (two legs) add a fifth column, ``site``:
+the body site the event was on (``left_calf``; empty for events of the whole
+body, seen on every channel, such as turning over).  The
 simulator writes one beside every night it makes (``night.labels.csv``); the
 evaluation reads it.  A JSON Lines file with ``onset_s``/``offset_s`` (and
 optionally ``kind``, default ``"cramp"``, and ``note``) per line is read too,
@@ -26,7 +29,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crampwatch.errors import InputFileError
 
@@ -81,6 +84,7 @@ TIDY_KINDS: tuple[str, ...] = tuple(k for k in LABEL_KINDS if k not in RANDOMIZE
 """The kinds of today's tidy simulated night (every one appears in a default night)."""
 
 CSV_HEADER = ("kind", "onset_s", "offset_s", "note")
+CSV_HEADER_SITES = CSV_HEADER + ("site",)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,10 @@ class Label:
         End, seconds from the recording's first sample (``>= onset_s``).
     note : str
         Free text (e.g. the PLM series a burst belongs to, a cramp's RMS).
+    site : str
+        The body site it happened on (``left_calf``, ``right_calf``; see
+        :mod:`crampwatch.sites`), or ``""``: the recording's one site, or the
+        whole body (seen on every channel).
 
     Examples
     --------
@@ -110,6 +118,7 @@ class Label:
     onset_s: float
     offset_s: float
     note: str = ""
+    site: str = field(default="", repr=False)
 
     @property
     def duration_s(self) -> float:
@@ -118,7 +127,8 @@ class Label:
 
 
 def write_labels(path: str | os.PathLike, labels) -> None:
-    """Write labels as CSV (``kind,onset_s,offset_s,note``), sorted by onset.
+    """Write labels as CSV (``kind,onset_s,offset_s,note``, and ``site`` if any
+    label has one), sorted by onset.
 
     Times are written with millisecond resolution.
 
@@ -131,13 +141,15 @@ def write_labels(path: str | os.PathLike, labels) -> None:
     [Label(kind='turn', onset_s=10.0, offset_s=12.5, note='')]
     """
     rows = sorted(labels, key=lambda lab: (lab.onset_s, lab.offset_s, lab.kind))
+    sites = any(getattr(lab, "site", "") for lab in rows)
     tmp = f"{os.fspath(path)}.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(CSV_HEADER)
+        w.writerow(CSV_HEADER_SITES if sites else CSV_HEADER)
         for lab in rows:
             note = " ".join(str(lab.note).split())  # one line per label
-            w.writerow([lab.kind, f"{lab.onset_s:.3f}", f"{lab.offset_s:.3f}", note])
+            row = [lab.kind, f"{lab.onset_s:.3f}", f"{lab.offset_s:.3f}", note]
+            w.writerow(row + [" ".join(str(lab.site).split())] if sites else row)
     os.replace(tmp, path)
 
 
@@ -155,7 +167,7 @@ def _number(path: str, line_no: int, field: str, text) -> float:
     return value
 
 
-def _make(path: str, line_no: int, kind, onset, offset, note) -> Label:
+def _make(path: str, line_no: int, kind, onset, offset, note, site="") -> Label:
     kind = (kind or "").strip()
     if kind not in LABEL_KINDS:
         raise InputFileError(
@@ -170,7 +182,8 @@ def _make(path: str, line_no: int, kind, onset, offset, note) -> Label:
             f"{path}: line {line_no}: offset_s {offset_s:g} is before onset_s {onset_s:g}",
             path=path,
         )
-    return Label(kind, onset_s, offset_s, "" if note is None else str(note))
+    return Label(kind, onset_s, offset_s, "" if note is None else str(note),
+                 "" if site is None else str(site).strip())
 
 
 def _read_jsonl(path: str, text: str) -> list[Label]:
@@ -199,6 +212,7 @@ def _read_jsonl(path: str, text: str) -> list[Label]:
                 obj["onset_s"],
                 obj["offset_s"],
                 obj.get("note", ""),
+                obj.get("site", ""),
             )
         )
     return out
@@ -250,16 +264,19 @@ def read_labels(path: str | os.PathLike) -> list[Label]:
             f"{path}: line 1: expected header {','.join(CSV_HEADER)}, found {','.join(header)}",
             path=path,
         )
+    has_site = header[:5] == list(CSV_HEADER_SITES)
+    n_max = 5 if has_site else 4
     out = []
     for line_no, row in enumerate(rows, start=2):
         if not row or not any(cell.strip() for cell in row):
             continue
-        if len(row) < 3 or len(row) > 4:
+        if len(row) < 3 or len(row) > n_max:
+            want = ("3 to 5 fields (kind,onset_s,offset_s[,note[,site]])" if has_site
+                    else "3 or 4 fields (kind,onset_s,offset_s[,note])")
             raise InputFileError(
-                f"{path}: line {line_no}: expected 3 or 4 fields (kind,onset_s,offset_s[,note]), "
-                f"found {len(row)}",
-                path=path,
+                f"{path}: line {line_no}: expected {want}, found {len(row)}", path=path
             )
-        note = row[3] if len(row) == 4 else ""
-        out.append(_make(path, line_no, row[0], row[1], row[2], note))
+        note = row[3] if len(row) >= 4 else ""
+        site = row[4] if len(row) == 5 else ""
+        out.append(_make(path, line_no, row[0], row[1], row[2], note, site))
     return out

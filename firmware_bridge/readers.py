@@ -5,7 +5,9 @@ interface (EDF/EDF+/BDF through :mod:`crampwatch.firmware_bridge.edf`, the
 crash-safe capture format through :mod:`crampwatch.firmware_bridge.recording`):
 
 - ``path`` : str
-- ``emg`` : StreamInfo of the chosen EMG channel (unit ``"uV"``)
+- ``emg`` : StreamInfo of the chosen EMG channels (unit ``"uV"``): one by
+  default or by label, several for a list of labels or ``"all"`` (every EMG
+  channel), ``emg.channels`` in the column order of the EMG blocks
 - ``acc`` : StreamInfo of the three accelerometer axes (unit ``"g"``) or None
 - ``start_time`` : timezone-aware ``datetime`` (UTC) of the first sample
 - ``duration_s`` : float, length of the readable part
@@ -102,7 +104,8 @@ def format_of_head(path: str, head: bytes) -> str:
         path=path, offset=0)
 
 
-def open_recording(path: str, emg: str | None = None, acc: str | list[str] | None = None):
+def open_recording(path: str, emg: str | list[str] | None = None,
+                   acc: str | list[str] | None = None):
     """Open a recording for replay; see the module docstring for the interface."""
     kind = sniff_format(str(path))
     if kind == "capture":

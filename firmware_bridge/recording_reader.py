@@ -521,7 +521,8 @@ class CaptureReader:
     header : dict
         The file's header record.
     emg : StreamInfo
-        The chosen EMG channel (``channels`` holds its one label, unit ``"uV"``).
+        The chosen EMG channels (``channels`` holds their labels, in the column
+        order of the EMG blocks; unit ``"uV"``).
     acc : StreamInfo or None
         The three accelerometer axes (unit ``"g"``), or None.
     labels : list of str
@@ -531,7 +532,8 @@ class CaptureReader:
 
     MAX_LAG_ITEMS = 8
 
-    def __init__(self, path: str, emg: str | None = None, acc: str | list[str] | None = None):
+    def __init__(self, path: str, emg: str | list[str] | None = None,
+                 acc: str | list[str] | None = None):
         self.path = os.fspath(path)
         try:
             # regular files only: a FIFO would block, and the reader reads the file 2-3 times
@@ -553,8 +555,23 @@ class CaptureReader:
                                        f"(channels: {', '.join(self.labels) or 'none'})",
                                        path=self.path, available=self.labels)
         self._check_unit(emg_spec)
-        self._emg_col = self._find(emg_spec, [emg] if emg else [emg_spec.channels[0]], "EMG")[0]
-        self.emg = StreamInfo("emg", emg_spec.fs_hz, (emg_spec.channels[self._emg_col],), "uV")
+        if isinstance(emg, str) and emg.strip().lower() == "all":
+            wanted = list(emg_spec.channels)          # every column of the emg stream
+        elif emg is not None and not isinstance(emg, str):
+            wanted = [str(e) for e in emg]
+        else:
+            wanted = [emg] if emg else [emg_spec.channels[0]]
+        if not wanted:
+            raise ChannelNotFoundError(f"{self.path}: no EMG channel named; available: "
+                                       f"{', '.join(emg_spec.channels)}", path=self.path,
+                                       available=list(emg_spec.channels))
+        self._emg_cols = self._find(emg_spec, wanted, "EMG")
+        if len(set(self._emg_cols)) != len(self._emg_cols):
+            raise InputFileError(f"{self.path}: an EMG channel is named twice "
+                                 f"({', '.join(map(str, wanted))})", path=self.path)
+        self._emg_col = self._emg_cols[0]
+        self.emg = StreamInfo("emg", emg_spec.fs_hz,
+                              tuple(emg_spec.channels[c] for c in self._emg_cols), "uV")
 
         acc_spec = self._specs.get("acc")
         self._acc_cols = None
@@ -704,7 +721,7 @@ class CaptureReader:
         chunkers = {"emg": _Chunker("emg", self.emg.fs_hz,
                                     max(1, int(round(block_s * self.emg.fs_hz))), out["emg"],
                                     self._warn_once)}
-        cols = {"emg": [self._emg_col]}
+        cols = {"emg": list(self._emg_cols)}
         if self.acc is not None:
             out["acc"] = collections.deque()
             chunkers["acc"] = _Chunker("acc", self.acc.fs_hz,
@@ -778,14 +795,17 @@ class CaptureReader:
                 f"fs={self.emg.fs_hz:g} Hz acc={'yes' if self.acc else 'no'}>")
 
 
-def open_capture(path, emg: str | None = None, acc: str | list[str] | None = None) -> CaptureReader:
+def open_capture(path, emg: str | list[str] | None = None,
+                 acc: str | list[str] | None = None) -> CaptureReader:
     """Open a crash-safe capture recording for replay.
 
     Parameters
     ----------
     path : str or path-like
-    emg : str or None
-        EMG channel label (case-insensitive); default the first EMG channel.
+    emg : str, list of str or None
+        EMG channel label (case-insensitive), a list of labels (EMG blocks then
+        hold one column per label, in that order) or ``"all"`` (every column of
+        the emg stream); default the first EMG channel.
     acc : str, list of str or None
         Three accelerometer labels (a list or ``"x,y,z"``); default the
         file's three axes if it has them.

@@ -158,7 +158,7 @@ def _config_keys():
     from dataclasses import fields
 
     from crampwatch.detector.config import DetectorConfig
-    from crampwatch.tools.capture_config import RANGES, CaptureConfig
+    from crampwatch.tools.capture.config import RANGES, CaptureConfig
     keys = {}
     hints = typing.get_type_hints(DetectorConfig)
     for f in fields(DetectorConfig):
@@ -1006,7 +1006,7 @@ def _serve() -> None:                               # pragma: no cover (a subpro
     on stdin with a JSON :class:`Outcome` per line on stdout."""
     import crampwatch.tools._run  # noqa: F401   (load once: the children start warm)
     import crampwatch.tools.capture  # noqa: F401
-    import crampwatch.tools._daemon  # noqa: F401
+    import crampwatch.tools.capture.daemon  # noqa: F401
     import crampwatch.tools.config_cmd  # noqa: F401
     import crampwatch.tools.export  # noqa: F401
     import crampwatch.tools.replay  # noqa: F401

@@ -29,9 +29,10 @@ from boardsim_helpers import db_rows
 from crampwatch.detector import DetectorConfig
 from crampwatch.firmware_bridge.recording import iter_records, open_capture
 from crampwatch.firmware_bridge.synth import NightSpec, SyntheticNight
-from crampwatch.tools._daemon import CaptureDaemon, sd_notify
+from crampwatch.tools.capture.daemon import CaptureDaemon
+from crampwatch.tools.capture.systemd import sd_notify
 from crampwatch.tools._run import run_recording
-from crampwatch.tools.capture_config import CaptureConfig
+from crampwatch.tools.capture.config import CaptureConfig
 from crampwatch.tools.cli import main
 
 HOURS, SEED = 0.15, 2
@@ -381,7 +382,7 @@ def test_lsl_outlet_streams_the_filtered_emg_and_its_envelope():
 def test_stop_at_ends_the_night_and_a_late_restart_stops_at_once(home):
     from datetime import datetime, timedelta, timezone
 
-    from crampwatch.tools._daemon import stop_time
+    from crampwatch.tools.capture.night_file import stop_time
     t = datetime(2026, 3, 5, 22, 30, tzinfo=timezone.utc)
     assert stop_time("08:00", t) == datetime(2026, 3, 6, 8, 0, tzinfo=timezone.utc)
     assert stop_time("08:00", t.replace(hour=8, minute=1)) < t.replace(hour=8, minute=1)

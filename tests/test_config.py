@@ -10,7 +10,7 @@ import pytest
 
 from crampwatch.detector.config import DetectorConfig
 from crampwatch.errors import ConfigError
-from crampwatch.tools.capture_config import CaptureConfig, default_config_path, load_config
+from crampwatch.tools.capture.config import CaptureConfig, default_config_path, load_config
 from crampwatch.tools.cli import main
 
 

@@ -113,12 +113,13 @@ def test_capture_to_edf_reads_back_with_edfio(nights, tmp_path, capsys):
     eps = _log_episodes(nights["db"], nights["cap"])
     assert eps
     ann = _edfio_annotations(e)
-    cramps = [a for a in ann if a[2].startswith("cramp #")]
+    cramps = [a for a in ann if a[2].startswith("cramp ")]
     assert len(cramps) == len(eps)
     for (onset, dur, text), ep in zip(cramps, eps):
         assert onset == pytest.approx(ep["onset_s"], abs=1e-3)
         assert dur == pytest.approx(ep["offset_s"] - ep["onset_s"], abs=1e-3)
-        assert text == f"cramp #{ep['episode_id']} conf {ep['confidence']:.2f}"
+        assert ep["site"] == "left_calf"                      # from the label gastroc_l
+        assert text == f"cramp left_calf #{ep['episode_id']} conf {ep['confidence']:.2f}"
     gaps = [a for a in ann if "gap" in a[2]]
     assert len(gaps) == 1 and gaps[0][0] == pytest.approx(GAP_S[0], abs=1e-3)
 
@@ -126,7 +127,7 @@ def test_capture_to_edf_reads_back_with_edfio(nights, tmp_path, capsys):
         warnings.simplefilter("ignore")
         with pyedflib.EdfReader(str(out)) as r:          # edflib's strict EDF+ check
             texts = list(r.readAnnotations()[2])
-    assert [t for t in texts if t.startswith("cramp #")] == [a[2] for a in cramps]
+    assert [t for t in texts if t.startswith("cramp ")] == [a[2] for a in cramps]
 
 
 def test_edf_window_with_verdicts(nights, tmp_path, capsys):
@@ -148,7 +149,8 @@ def test_edf_window_with_verdicts(nights, tmp_path, capsys):
     (onset, d, text), = [a for a in _edfio_annotations(e) if a[2].startswith("cramp")]
     assert onset == pytest.approx(first["onset_s"] - t0, abs=1e-3)
     assert d == pytest.approx(min(first["offset_s"], t0 + dur) - first["onset_s"], abs=1e-3)
-    assert text == f"cramp #{first['episode_id']} conf {first['confidence']:.2f} false"
+    assert text == (f"cramp {first['site']} #{first['episode_id']} conf "
+                    f"{first['confidence']:.2f} false")
     main(["label", str(first["episode_id"]), "--clear", "--db", nights["db"]])
     capsys.readouterr()
 
@@ -163,7 +165,8 @@ def test_recording_not_in_the_log_runs_the_detector(nights, tmp_path, monkeypatc
     assert "found by running the detector (no episode log)" in capsys.readouterr().out
     got = [a for a in _edfio_annotations(edfio.read_edf(out)) if a[2].startswith("cramp")]
     assert [(round(a[0], 3), a[2]) for a in got] == \
-        [(w["onset_s"], f"cramp #{w['episode_id']} conf {w['confidence']:.2f}") for w in want]
+        [(w["onset_s"], f"cramp {w['site']} #{w['episode_id']} conf {w['confidence']:.2f}")
+         for w in want]
     assert not (tmp_path / "fresh" / "episodes.sqlite").exists()
 
 
@@ -197,6 +200,7 @@ def test_csv_holds_the_accelerometer_and_lists_the_episodes(nights, tmp_path, ca
     assert int(ep_rows[0]["episode_id"]) == first["episode_id"]
     assert float(ep_rows[0]["onset_s"]) == pytest.approx(first["onset_s"], abs=1e-3)
     assert ep_rows[0]["onset"] == first["onset_utc"] and ep_rows[0]["source"] == "log"
+    assert (ep_rows[0]["site"], ep_rows[0]["channel"]) == ("left_calf", first["channel"])
 
 
 def test_export_errors_are_one_line(nights, tmp_path, capsys):

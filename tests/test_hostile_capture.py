@@ -31,9 +31,9 @@ from crampwatch.detector import DetectorConfig
 from crampwatch.errors import ConfigError
 from crampwatch.firmware_bridge import recording
 from crampwatch.firmware_bridge.synth import NightSpec, SyntheticNight
-from crampwatch.tools import _daemon
-from crampwatch.tools._daemon import CaptureDaemon
-from crampwatch.tools.capture_config import CaptureConfig, load_config
+from crampwatch.tools.capture import daemon as capture_daemon
+from crampwatch.tools.capture.daemon import CaptureDaemon
+from crampwatch.tools.capture.config import CaptureConfig, load_config
 from crampwatch.tools.cli import main
 from crampwatch.tools.episode_log import SCHEMA_VERSION, EpisodeLog
 
@@ -254,7 +254,7 @@ def test_rows_the_log_could_not_take_while_locked_are_written_later(home, monkey
     night (a cramp in between): the capture goes on, keeps the minute summaries and the
     episode it could not write, and writes them once the log is free.  The review then
     covers the whole night (it showed 2 min 25 s of 6 min 25 s as '100 % good')."""
-    monkeypatch.setattr(_daemon, "DB_BUSY_S", 0.1)
+    monkeypatch.setattr(capture_daemon, "DB_BUSY_S", 0.1)
     caplog.set_level(logging.INFO, logger="crampwatch")
     cfg = CaptureConfig(source="sim://?seed=2&hours=0.15&speed=60", db_update_s=0.2)
     daemon = CaptureDaemon(cfg, DetectorConfig())

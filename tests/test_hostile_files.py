@@ -33,7 +33,7 @@ from crampwatch.firmware_bridge.protocols import openframe
 from crampwatch.firmware_bridge.recording import CaptureWriter, RecordingHeader
 from crampwatch.firmware_bridge.sources import open_source
 from crampwatch.firmware_bridge.types import SampleBlock, StreamInfo
-from crampwatch.tools._daemon import StatusLine
+from crampwatch.tools.capture.status import StatusLine
 from crampwatch.tools.cli import main
 from crampwatch.tools.episode_log import EpisodeLog
 

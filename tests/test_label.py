@@ -135,3 +135,36 @@ def test_evaluate_db_errors(night, tmp_path, capsys):
     assert main(["evaluate", night["edf"], "--db", night["db"]]) == 2      # no verdict yet
     err = capsys.readouterr().err
     assert "no verdicts" in err and "crampwatch label" in err
+
+
+def test_a_confirmed_uncertain_episode_counts_and_verdicts_keep_to_their_leg(tmp_path, capsys):
+    """An uncertain episode is not counted until the sleeper confirms it; verdict labels
+    for evaluation can be taken for one leg of a two-site recording."""
+    from crampwatch.detector import Episode
+    from crampwatch.tools.episode_log import EpisodeLog
+    from crampwatch.tools.label import verdict_labels
+    db = str(tmp_path / "episodes.sqlite")
+    path = str(tmp_path / "two.cwrec")
+    with EpisodeLog(db) as log:
+        nid = log.night_for(START)
+        rid = log.add_recording(nid, path, START, channel="EMG L calf,EMG R calf",
+                                emg_fs_hz=1000.0)
+        ids = [log.add_episode(nid, rid, START, Episode(i, on, on + 20.0, 90.0, 45.0, conf,
+                                                        2.0, status), 1000.0, ch, site)
+               for i, (on, conf, status, ch, site) in enumerate((
+                   (100.0, 0.9, "closed", "EMG L calf", "left_calf"),
+                   (400.0, 0.2, "uncertain", "EMG R calf", "right_calf")))]
+    assert main(["review", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Cramps\s+1,", out) and re.search(r"Uncertain\s+1 ", out)
+    assert main(["label", str(ids[1]), "--confirmed", "--db", db]) == 0
+    assert main(["review", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Cramps\s+2,", out) and "Uncertain" not in out
+    main(["label", str(ids[0]), "--false", "--db", db])
+    with EpisodeLog(db, create=False) as log:
+        assert verdict_labels(log, path, site="right_calf") == ([("cramp", 400.0, 420.0)], [])
+        assert verdict_labels(log, path, site="left_calf") == (
+            [("user_false", 100.0, 120.0)], [])
+        assert len(verdict_labels(log, path)[0]) == 2
+        assert verdict_labels(log, str(tmp_path / "other.cwrec")) is None

@@ -1,7 +1,10 @@
 """crampwatch review --html: the report is self-contained (nothing fetched, no script) and,
 rendered in headless Chromium, loads without console errors or network requests and shows the
 night's timeline, one close-up per episode and the trends (checked in a full-page
-screenshot); a night whose recording was deleted gets a note instead of close-ups.
+screenshot); a night whose recording was deleted gets a note instead of close-ups.  A night
+watched on both calves (cramps on either leg and an uncertain episode, logged through
+EpisodeLog from a two-channel EDF) renders with one timeline lane per site, the sites in the
+tables and the uncertain episode drawn hatched and counted apart.
 
 Chromium is driven through the DevTools protocol over a pipe (``--remote-debugging-pipe``,
 fds 3 and 4): no extra Python package, no port.  Skipped when no Chromium is installed
@@ -215,6 +218,9 @@ def test_report_is_self_contained(report):
     assert text.count("is missing (moved or deleted)") == 1            # episode: a note
     assert report["deleted"] in text
     assert oct(report["html"].stat().st_mode & 0o777) == "0o600"
+    # one site: as it always was (no lanes list, no site column, no per-site rows)
+    assert 'class="lanes"' not in text and "<th>site</th>" not in text
+    assert "Cramps, " not in text and 'class="sites"' not in text
 
 
 @needs_chromium
@@ -289,3 +295,118 @@ def test_the_browser_check_catches_errors_and_network_requests(tmp_path):
     assert any(p.startswith("exception:") for p in problems)
     assert any(p.startswith("console.error") for p in problems)
     assert any("network request: http://127.0.0.1:9/x.png" in p for p in problems)
+
+
+# --------------------------------------------------------------------------- two sites
+TWO_START = START + timedelta(days=3)
+
+
+class _TwoCalves:
+    """Two one-leg synthetic nights side by side: EMG (n, 2), left then right."""
+
+    emg_labels = ("EMG L calf", "EMG R calf")
+
+    def __init__(self, left, right):
+        self.left, self.right = left, right
+        for k in ("emg_fs_hz", "acc_fs_hz", "duration_s", "n_emg_samples", "n_acc_samples",
+                  "has_accelerometer", "mains_hz"):
+            setattr(self, k, getattr(left, k))
+        self.start_time = left.spec.start_utc
+
+    def render_emg(self, start, n):
+        return np.column_stack([np.asarray(self.left.render_emg(start, n)).reshape(-1),
+                                np.asarray(self.right.render_emg(start, n)).reshape(-1)])
+
+    def render_acc(self, start, n):
+        return self.left.render_acc(start, n)
+
+
+@pytest.fixture(scope="module")
+def two_sites(tmp_path_factory):
+    """A night on both calves: the left leg's cramps and the right leg's in one EDF of two
+    EMG channels, logged per site through EpisodeLog, and an uncertain episode on the right;
+    the HTML report."""
+    from crampwatch.tools.episode_log import utc_iso
+    d = tmp_path_factory.mktemp("two-sites")
+    left = SyntheticNight(NightSpec(hours=0.25, seed=3, n_cramps=2, start_utc=TWO_START))
+    right = SyntheticNight(NightSpec(hours=0.25, seed=5, n_cramps=1, start_utc=TWO_START))
+    edf = d / "two.edf"
+    write_edf(edf, _TwoCalves(left, right))
+    sites = {"left_calf": ("EMG L calf", left), "right_calf": ("EMG R calf", right)}
+    want = {}
+    db = d / "episodes.sqlite"
+    with EpisodeLog(str(db)) as log:
+        nid = log.night_for(TWO_START)
+        rid = log.add_recording(nid, str(edf), TWO_START, channel="EMG L calf,EMG R calf",
+                                emg_fs_hz=left.emg_fs_hz, acc_fs_hz=left.acc_fs_hz)
+        log.update_recording(rid, ended_utc=TWO_START + timedelta(seconds=left.duration_s))
+        for site, (channel, night) in sites.items():
+            cramps = [lab for lab in night.labels if lab.kind == "cramp"]
+            want[site] = len(cramps)
+            busy = {int(m) for lab in cramps for m in range(int(lab.onset_s // 60),
+                                                            int(lab.offset_s // 60) + 1)}
+            log.add_minutes(rid, [{"minute_utc": utc_iso(TWO_START + timedelta(minutes=m)),
+                                   "rms_uv": 80.0 if m in busy else 3.0, "rms_p95_uv": 6.0,
+                                   "floor_uv": 2.0, "motion_g": 0.01, "good_s": 58.0,
+                                   "artifact_s": 2.0, "nodata_s": 0.0}
+                                  for m in range(15)], site=site)
+            for i, lab in enumerate(cramps):
+                ep = Episode(i + 1, lab.onset_s, lab.offset_s, 150.0, 90.0, 0.9, 2.0, "closed")
+                log.add_episode(nid, rid, TWO_START, ep, left.emg_fs_hz, channel, site)
+        quiet = Episode(9, 840.0, 852.0, 30.0, 20.0, 0.31, 2.0, "uncertain")
+        log.add_episode(nid, rid, TWO_START, quiet, left.emg_fs_hz, "EMG R calf", "right_calf")
+        n_eps = len(log.episodes(nid))
+    out = d / "two.html"
+    assert main(["review", "--db", str(db), "--html", str(out)]) == 0
+    assert want["left_calf"] >= 1 and want["right_calf"] >= 1
+    return {"html": out, "want": want, "n_episodes": n_eps}
+
+
+@needs_chromium
+def test_chromium_renders_a_two_site_night_with_lanes_and_sites(two_sites, tmp_path):
+    browser = Chromium(str(tmp_path / "profile"))
+    try:
+        browser.open(two_sites["html"].resolve().as_uri())
+        problems = browser.problems()
+        dom = json.loads(browser.evaluate(
+            "JSON.stringify({lanes: [...document.querySelectorAll('.lane')].map(e => "
+            "[e.dataset.site, e.innerText]), cells: [...document.querySelectorAll('td.site')]"
+            ".map(e => [e.dataset.site, e.closest('tr').className]), facts: [...document."
+            "querySelectorAll('table.facts tr')].map(r => r.innerText), trend: [...document."
+            "querySelectorAll('table.sites tr[data-site]')].map(r => [r.dataset.site, "
+            "r.cells[1].innerText]), images: [...document.images].map(i => {const r = "
+            "i.getBoundingClientRect(); return {id: i.id, cls: i.className, alt: i.alt, "
+            "w: i.naturalWidth, h: i.naturalHeight, x: r.left + scrollX, y: r.top + scrollY};})})"))
+        text = browser.evaluate("document.body.innerText")
+        png = browser.full_page_png()
+    finally:
+        browser.close()
+    (tmp_path / "two-sites.png").write_bytes(png)
+    assert problems == []
+    want = two_sites["want"]
+    assert dom["lanes"] == [["left_calf", "left calf"], ["right_calf", "right calf"]]
+    cells = dom["cells"]
+    assert len(cells) == two_sites["n_episodes"]
+    assert sum(1 for site, _ in cells if site == "left_calf") == want["left_calf"]
+    assert [c for c in cells if c[1] == "uncertain"] == [["right_calf", "uncertain"]]
+    facts = "\n".join(dom["facts"])
+    assert re.search(rf"Cramps\t{want['left_calf'] + want['right_calf']}\b", facts), facts
+    assert re.search(rf"Cramps, left calf\t{want['left_calf']}\b", facts)
+    assert re.search(rf"Cramps, right calf\t{want['right_calf']}\b.*1 uncertain", facts)
+    assert re.search(r"Uncertain\t1 \(not counted", facts)
+    assert dict(dom["trend"]) == {k: str(v) for k, v in want.items()}
+    assert "Episode #" in text and "(uncertain: not counted)" in text
+
+    shot = _png_array(png)
+    kinds = [im["cls"].split()[-1] for im in dom["images"]]
+    assert kinds.count("closeup") == two_sites["n_episodes"]     # each from its own channel
+    tl = next(im for im in dom["images"] if im["cls"].endswith("timeline"))
+    assert "one lane per site: left calf, right calf" in tl["alt"]
+    x, y = int(round(tl["x"])), int(round(tl["y"]))
+    region = shot[y:y + tl["h"], x:x + tl["w"]]
+    top, middle = region[: tl["h"] * 2 // 5], region[tl["h"] * 2 // 5: tl["h"] * 4 // 5]
+    for lane in (top, middle):                  # an envelope and a cramp in each leg's lane
+        assert _count_color(lane, _plots.ENVELOPE_COLOR) > 100
+        assert _count_color(lane, _plots.EPISODE_COLOR, alpha=0.28, tol=0.03) > 200
+    assert _count_color(top, _plots.UNCERTAIN_COLOR, tol=0.08) == 0
+    assert _count_color(middle, _plots.UNCERTAIN_COLOR, tol=0.08) > 30   # hatched, right leg

@@ -321,3 +321,215 @@ def test_new_user_first_morning(night, tmp_path, monkeypatch, capsys):
     assert "from the episode log" in out and (tmp_path / "night-export.edf").exists()
     assert oct(db.stat().st_mode & 0o777) == "0o600"
     assert oct((tmp_path / "morning.html").stat().st_mode & 0o777) == "0o600"
+
+
+# --------------------------------------------------------------------------- sites
+def _two_site_night(log, start, path):
+    """A 40 min night on both calves, built through EpisodeLog as the capture writes it:
+    minutes per site (the right leg's signal worse), cramps on either leg, one uncertain
+    episode and one marked false.  Returns the episodes written, as (id, site, kind, s)."""
+    nid = log.night_for(start)
+    rid = log.add_recording(nid, path, start, channel="EMG L calf,EMG R calf",
+                            emg_fs_hz=1000.0, acc_fs_hz=100.0)
+    log.update_recording(rid, ended_utc=start + timedelta(minutes=40))
+    for site, good in (("left_calf", 57.0), ("right_calf", 30.0)):
+        log.add_minutes(rid, [{"minute_utc": utc_iso(start + timedelta(minutes=m)),
+                               "rms_uv": 2.0, "rms_p95_uv": 3.0, "floor_uv": 1.8,
+                               "motion_g": 0.01, "good_s": good, "artifact_s": 60.0 - good,
+                               "nodata_s": 0.0} for m in range(40)], site=site)
+    out = []
+    for i, (site, on, dur, status) in enumerate((
+            ("left_calf", 300.0, 45.0, "closed"), ("right_calf", 900.0, 125.0, "closed"),
+            ("left_calf", 1500.0, 30.0, "closed"), ("right_calf", 1800.0, 12.0, "uncertain"),
+            ("right_calf", 2100.0, 20.0, "closed"))):
+        ep = Episode(i + 1, on, on + dur, 90.0, 45.0, 0.8 if status == "closed" else 0.2,
+                     2.0, status)
+        channel = "EMG L calf" if site == "left_calf" else "EMG R calf"
+        eid = log.open_episode(nid, rid, start, ep, 1000.0, channel, site=site)
+        log.close_episode(eid, start, ep, 1000.0, status=status)
+        out.append([eid, site, "uncertain" if status == "uncertain" else "cramp", dur])
+    log.set_verdict(out[-1][0], "false", "scratched my leg")
+    out[-1][2] = "false"
+    return nid, out
+
+
+def test_a_night_on_both_calves_is_reviewed_per_site(tmp_path, capsys):
+    db = str(tmp_path / "episodes.sqlite")
+    start = datetime(2025, 1, 15, 3, 40, tzinfo=timezone.utc)
+    with EpisodeLog(db) as log:
+        _night_with_recording(log, start - timedelta(days=1), 30, str(tmp_path / "one.edf"),
+                              [(100.0, 130.0)])          # the night before: one site
+        _, eps = _two_site_night(log, start, str(tmp_path / "two.cwrec"))
+    assert main(["review", "--db", db]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    cramps = {s: [e for e in eps if e[1] == s and e[2] == "cramp"]
+              for s in ("left_calf", "right_calf")}
+    assert re.search(r"^  Cramps       3, total 3 min 20 s, longest 2 min 05 s", out, re.M)
+    assert re.search(r"^    left calf   2, total 1 min 15 s, longest 45\.0 s", out, re.M)
+    right = next(i for i, ln in enumerate(lines) if ln.startswith("    right calf  1, "))
+    assert "longest 2 min 05 s" in lines[right]
+    assert "1 uncertain; 1 marked false" in " ".join(lines[right:right + 2])
+    assert re.search(r"^  Uncertain    1 \(not counted", out, re.M)
+    assert re.search(r"^  Marked false 1 ", out, re.M)
+    assert re.search(r"^    left calf   38 min 00 s \(95 %\)", out, re.M)     # 57 of 60 s
+    assert re.search(r"^    right calf  20 min 00 s \(50 %\)", out, re.M)     # 30 of 60 s
+    # the table grouped by site: every episode under its own leg's heading
+    heads = {ln.strip(): i for i, ln in enumerate(lines) if ln.strip() in ("left calf",
+                                                                           "right calf")}
+    assert heads["left calf"] < heads["right calf"]
+    for eid, site, _, _ in eps:
+        row = next(i for i, ln in enumerate(lines) if re.match(rf"\s+{eid}\s+\d\d:\d\d", ln))
+        assert (row > heads["right calf"]) == (site == "right_calf"), eid
+
+    assert main(["review", "--db", db, "--json"]) == 0
+    got = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(g["episode_id"], g["site"]) for g in got] == [(e[0], e[1]) for e in eps]
+    assert [g["counted"] for g in got] == [e[2] == "cramp" for e in eps]
+    assert main(["review", "--db", db, "--json-summary"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["cramps"], summary["uncertain"], summary["marked_false"]) == (3, 1, 1)
+    for site, rows in cramps.items():
+        per = summary["sites"][site]
+        assert per["cramps"] == len(rows)
+        assert per["total_cramp_s"] == pytest.approx(sum(r[3] for r in rows))
+        assert per["longest_episode_id"] == max(rows, key=lambda r: r[3])[0]
+    assert summary["sites"]["right_calf"]["uncertain"] == 1
+    assert summary["sites"]["right_calf"]["good_s"] == pytest.approx(40 * 30.0)
+
+    assert main(["review", "--db", db, "--list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert "per site" in listing[0]
+    assert re.search(r"2025-01-14 .*\s3\s+1\s+1\s+left calf 2, right calf 1$", listing[2])
+    assert listing[1].rstrip().endswith("calf 1")         # the one-site night before
+
+    # the night before (one site) reads as it always did
+    assert main(["review", "--db", db, "--night", "2025-01-13"]) == 0
+    one = capsys.readouterr().out
+    assert re.search(r"^  Good signal  \d", one, re.M) and "calf" not in one
+    assert "Uncertain" not in one and re.search(r"Cramps\s+1, total 30\.0 s", one)
+
+
+_V2_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE nights (night_id INTEGER PRIMARY KEY, night_date TEXT NOT NULL UNIQUE,
+    tz_offset_s INTEGER NOT NULL, created_utc TEXT NOT NULL);
+CREATE TABLE recordings (recording_id INTEGER PRIMARY KEY,
+    night_id INTEGER NOT NULL REFERENCES nights(night_id), path TEXT NOT NULL, source TEXT,
+    channel TEXT, emg_fs_hz REAL, acc_fs_hz REAL, started_utc TEXT NOT NULL, ended_utc TEXT,
+    samples INTEGER NOT NULL DEFAULT 0, gap_samples INTEGER NOT NULL DEFAULT 0,
+    unstored_samples INTEGER NOT NULL DEFAULT 0, recording_error TEXT, UNIQUE (path));
+CREATE TABLE gaps (gap_id INTEGER PRIMARY KEY,
+    recording_id INTEGER NOT NULL REFERENCES recordings(recording_id), stream TEXT NOT NULL,
+    first_index INTEGER, n_samples INTEGER, start_utc TEXT, duration_s REAL, cause TEXT);
+CREATE TABLE minutes (recording_id INTEGER NOT NULL REFERENCES recordings(recording_id),
+    minute_utc TEXT NOT NULL, rms_uv REAL, rms_p95_uv REAL, floor_uv REAL, motion_g REAL,
+    good_s REAL, artifact_s REAL, nodata_s REAL, PRIMARY KEY (recording_id, minute_utc));
+CREATE TABLE episodes (episode_id INTEGER PRIMARY KEY,
+    night_id INTEGER NOT NULL REFERENCES nights(night_id),
+    recording_id INTEGER REFERENCES recordings(recording_id), onset_utc TEXT NOT NULL,
+    offset_utc TEXT, onset_s REAL NOT NULL, offset_s REAL, duration_s REAL,
+    onset_sample INTEGER, offset_sample INTEGER, peak_rms_uv REAL, mean_rms_uv REAL,
+    confidence REAL, channel TEXT,
+    status TEXT NOT NULL CHECK (status IN ('open', 'closed', 'truncated')),
+    verdict TEXT CHECK (verdict IN ('confirmed', 'false')), verdict_note TEXT,
+    verdict_utc TEXT, created_utc TEXT NOT NULL, updated_utc TEXT NOT NULL);
+CREATE INDEX episodes_night ON episodes(night_id);
+CREATE INDEX minutes_time ON minutes(minute_utc);
+INSERT INTO meta VALUES ('schema_version', '2');
+INSERT INTO nights VALUES (1, '2025-01-14', -18000, '2025-01-15T03:40:00+00:00');
+INSERT INTO recordings (recording_id, night_id, path, channel, emg_fs_hz, started_utc,
+    ended_utc, samples) VALUES (1, 1, '/nowhere/a.edf', 'Right Leg', 1000.0,
+    '2025-01-15T03:40:00.000+00:00', '2025-01-15T04:40:00.000+00:00', 3600000);
+INSERT INTO minutes VALUES (1, '2025-01-15T03:40:00.000+00:00', 2, 3, 1.8, 0.01, 58, 2, 0);
+INSERT INTO minutes VALUES (1, '2025-01-15T03:41:00.000+00:00', 2, 3, 1.8, 0.01, 50, 10, 0);
+INSERT INTO episodes VALUES (7, 1, 1, '2025-01-15T03:45:00.000+00:00',
+    '2025-01-15T03:45:30.000+00:00', 300, 330, 30, 300000, 330000, 90, 45, 0.8, 'Right Leg',
+    'closed', 'confirmed', 'woke me', '2025-01-15T12:00:00+00:00', 'x', 'x');
+INSERT INTO episodes VALUES (8, 1, 1, '2025-01-15T03:50:00.000+00:00', NULL, 600, NULL,
+    NULL, 600000, NULL, 60, 30, 0.5, 'EMG L gastroc', 'truncated', NULL, NULL, NULL, 'x', 'x');
+"""
+
+
+def test_a_v2_log_is_migrated_to_sites_in_one_transaction(tmp_path, capsys):
+    from crampwatch.tools.episode_log import SCHEMA_VERSION
+    db = tmp_path / "v2.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(_V2_SCHEMA)
+    con.close()
+    assert main(["review", "--db", str(db), "--night", "2025-01-14"]) == 0
+    assert re.search(r"Cramps\s+2\b", capsys.readouterr().out)
+    assert SCHEMA_VERSION == 3
+    assert _rows(db, "SELECT value FROM meta")[0]["value"] == "3"
+    eps = _rows(db, "SELECT * FROM episodes ORDER BY episode_id")
+    assert [(e["episode_id"], e["site"], e["status"], e["verdict"], e["verdict_note"])
+            for e in eps] == [(7, "right_leg", "closed", "confirmed", "woke me"),
+                              (8, "left_calf", "truncated", None, None)]
+    mins = _rows(db, "SELECT * FROM minutes ORDER BY minute_utc")
+    assert [(m["site"], m["good_s"]) for m in mins] == [("right_leg", 58.0), ("right_leg", 50.0)]
+    assert {r["name"] for r in _rows(db, "SELECT name FROM sqlite_master")} >= {
+        "episodes_night", "minutes_time", "episodes", "minutes"}
+    assert not [r for r in _rows(db, "SELECT name FROM sqlite_master") if "_v3" in r["name"]]
+    con = sqlite3.connect(db)                 # the rebuilt CHECK: uncertain in, junk out
+    try:
+        con.execute("UPDATE episodes SET status='uncertain' WHERE episode_id=8")
+        with pytest.raises(sqlite3.IntegrityError):
+            con.execute("UPDATE episodes SET status='maybe' WHERE episode_id=8")
+        with pytest.raises(sqlite3.IntegrityError):           # one row per minute and site
+            con.execute("INSERT INTO minutes (recording_id, site, minute_utc) VALUES "
+                        "(1, 'right_leg', '2025-01-15T03:40:00.000+00:00')")
+        con.execute("INSERT INTO minutes (recording_id, site, minute_utc) VALUES "
+                    "(1, 'left_leg', '2025-01-15T03:40:00.000+00:00')")
+        con.commit()
+    finally:
+        con.close()
+    assert main(["review", "--db", str(db), "--night", "2025-01-14"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Cramps\s+1\b", out) and re.search(r"Uncertain\s+1 ", out)
+
+    # all or nothing: a v2 log whose rebuild fails is left exactly as it was
+    bad = tmp_path / "bad.sqlite"
+    con = sqlite3.connect(bad)
+    con.executescript(_V2_SCHEMA)
+    con.execute("CREATE TABLE episodes_v3 (x)")       # in the way of the rebuild
+    con.commit()
+    con.close()
+    before = _rows(bad, "SELECT * FROM episodes ORDER BY episode_id")
+    assert main(["review", "--db", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith("crampwatch: ")
+    assert _rows(bad, "SELECT value FROM meta")[0]["value"] == "2"
+    assert _rows(bad, "SELECT * FROM episodes ORDER BY episode_id") == before
+
+
+def test_the_log_methods_the_capture_calls_keep_the_legs_apart(tmp_path):
+    """What the daemon asks the log (a resumed capture finds its rows by onset sample, the
+    count of the night, the rows left open), with the same onset on both legs."""
+    start = datetime(2025, 1, 15, 3, 40, tzinfo=timezone.utc)
+    with EpisodeLog(str(tmp_path / "episodes.sqlite")) as log:
+        log.set_busy_timeout(0.5)
+        nid = log.night_for(start)
+        rid = log.add_recording(nid, str(tmp_path / "n.cwrec"), start,
+                                channel="EMG L calf,EMG R calf", emg_fs_hz=1000.0)
+        log.update_recording(rid, gap_samples=12, unstored_samples=3)
+        ep = Episode(1, 60.0, None, 90.0, 45.0, 0.8, 2.0, "open")
+        left = log.open_episode(nid, rid, start, ep, 1000.0, "EMG L calf", site="left_calf")
+        right = log.open_episode(nid, rid, start, ep, 1000.0, "EMG R calf")   # site guessed
+        assert log.episode(right)["site"] == "right_calf"
+        assert log.episode_at(rid, 60_001, site="left_calf")["episode_id"] == left
+        assert log.episode_at(rid, 60_000, site="right_calf")["episode_id"] == right
+        assert log.episode_at(rid, 60_002, site="left_calf") is None
+        assert [r["recording_id"] for r in log.recordings_with_open_episodes()] == [rid]
+        rec = log.recording(rid)
+        assert (rec["gap_samples"], rec["unstored_samples"]) == (12, 3)
+        done = Episode(1, 60.0, 75.0, 90.0, 45.0, 0.2, 2.0, "uncertain")
+        log.close_episode(right, start, done, 1000.0, status="uncertain")
+        with pytest.raises(ValueError):
+            log.close_episode(left, start, done, 1000.0, status="maybe")
+        assert log.episode_status(right) == "uncertain" and log.episode_status(left) == "open"
+        assert log.count_episodes(nid) == 2
+        assert log.count_episodes(nid, kind="cramp") == 1
+        assert log.count_episodes(nid, site="right_calf", kind="uncertain") == 1
+        assert log.close_open() == 1 and log.recordings_with_open_episodes() == []
+        log.clear_results(rid, "right_calf")              # a replay of one leg again
+        assert [e["site"] for e in log.episodes(nid)] == ["left_calf"]

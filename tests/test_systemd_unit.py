@@ -102,7 +102,7 @@ def home(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- the daemon unit
 def test_execstart_is_a_capture_command_line_the_cli_accepts(home):
-    from crampwatch.tools.capture_config import default_config_path
+    from crampwatch.tools.capture.config import default_config_path
 
     argv = exec_argv(read_unit(SERVICE), home)
     assert os.path.isabs(argv[0]) and Path(argv[0]).name == "crampwatch"

@@ -1,6 +1,12 @@
 """Figures of the morning report: the night's timeline, an episode's close-up,
 the trends.  Pure functions: arrays and rows in, PNG bytes out.
 
+A night watched on several body sites gets one lane per site in its timeline
+(envelope and signal quality, the site's episodes shaded in its own lane) and
+per-site colours in the trends; a night of one site looks as it always has.
+Uncertain episodes (below ``min_confidence``: not counted) are drawn hatched,
+not filled.
+
 matplotlib is used through :class:`matplotlib.figure.Figure` (the Agg
 renderer behind ``savefig``), never through ``pyplot``: no global state, no
 GUI backend, nothing left open.  Times on the axes are local wall-clock time
@@ -25,6 +31,9 @@ ARTIFACT_COLOR = "#ff7f00"
 NODATA_COLOR = "#bdbdbd"
 EPISODE_COLOR = "#e41a1c"        # episode spans (alpha) and cramp bars
 FALSE_COLOR = "#969696"          # episodes marked false
+UNCERTAIN_COLOR = "#b8860b"      # uncertain episodes: hatched outline, hollow markers
+#: per-site colours of the trends (the first is EPISODE_COLOR: one site looks as before)
+SITE_COLORS = (EPISODE_COLOR, "#a65628", "#f781bf", "#4d9221", "#542788", "#e08214")
 RAW_COLOR = "#404040"
 CLOSEUP_ENV_COLOR = "#d62728"
 ONSET_COLOR = "#00a651"          # close-up onset line
@@ -82,105 +91,167 @@ def minmax_decimate(t: np.ndarray, y: np.ndarray, max_points: int = 6000):
     return t_out, y_out.reshape(-1)
 
 
+def site_color(index: int) -> str:
+    """The trends' colour of the ``index``-th site of a report."""
+    return SITE_COLORS[index % len(SITE_COLORS)]
+
+
 def _shade_episodes(axes, episodes, label_ax=None):
-    """episodes: (episode_id, onset, offset, verdict) with x values of the axes."""
-    for eid, a, b, verdict in episodes:
-        color = FALSE_COLOR if verdict == "false" else EPISODE_COLOR
-        for ax in axes:
-            ax.axvspan(a, b, color=color, alpha=0.28, lw=0, zorder=0)
+    """episodes: (episode_id, onset, offset, verdict[, site, kind]) with x values of
+    the axes; kind ``uncertain`` is hatched, not filled."""
+    for eid, a, b, verdict, *more in episodes:
+        kind = more[1] if len(more) > 1 else None
+        if kind == "uncertain":
+            color = UNCERTAIN_COLOR
+            for ax in axes:
+                ax.axvspan(a, b, facecolor="none", edgecolor=color, hatch="xxx", lw=1.2,
+                           zorder=0)
+        else:
+            color = FALSE_COLOR if verdict == "false" else EPISODE_COLOR
+            for ax in axes:
+                ax.axvspan(a, b, color=color, alpha=0.28, lw=0, zorder=0)
         if label_ax is not None:
             label_ax.annotate(f"#{eid}", xy=(a, 1.0), xycoords=("data", "axes fraction"),
                               xytext=(0, 2), textcoords="offset points", fontsize=8,
                               color=color, ha="left", va="bottom")
 
 
+def _envelope_lane(ax_env, tc, minutes, legend: bool) -> None:
+    rms = np.array([m["rms_uv"] if m["rms_uv"] is not None else np.nan for m in minutes], float)
+    p95 = np.array([m["rms_p95_uv"] if m["rms_p95_uv"] is not None else np.nan
+                    for m in minutes], float)
+    floor = np.array([m["floor_uv"] if m["floor_uv"] is not None else np.nan
+                      for m in minutes], float)
+    ax_env.plot(tc, p95, color=P95_COLOR, lw=1.0, label="95th percentile")
+    ax_env.plot(tc, rms, color=ENVELOPE_COLOR, lw=1.6, label="median")
+    ax_env.plot(tc, floor, color=FLOOR_COLOR, lw=1.0, ls="--", label="noise floor")
+    pos = np.concatenate([rms[rms > 0], p95[p95 > 0]]) if len(rms) else np.array([])
+    if pos.size:
+        ax_env.set_yscale("log")
+        ax_env.set_ylim(max(0.3, np.nanmin(pos) * 0.7), np.nanmax(pos) * 1.6)
+    if legend:
+        ax_env.legend(loc="upper right", fontsize=7, ncol=3, frameon=False)
+
+
+def _quality_lane(ax_q, t, minutes, legend: bool) -> None:
+    edges = np.concatenate([t, [t[-1] + 1.0 / 1440.0]])
+    good = np.array([m["good_s"] or 0.0 for m in minutes], float)
+    art = np.array([m["artifact_s"] or 0.0 for m in minutes], float)
+    nod = np.array([m["nodata_s"] or 0.0 for m in minutes], float)
+    for lo, hi, color, label in ((0 * good, good, GOOD_COLOR, "good"),
+                                 (good, good + art, ARTIFACT_COLOR, "artifact"),
+                                 (good + art, good + art + nod, NODATA_COLOR, "no data")):
+        ax_q.stairs(hi, edges, baseline=lo, fill=True, color=color, label=label, lw=0)
+    ax_q.set_ylim(0, 60)
+    if legend:
+        ax_q.legend(loc="upper right", fontsize=7, ncol=3, frameon=False)
+
+
 def timeline_png(minutes: list[dict], episodes: list, gaps: list, recordings: list,
-                 title: str) -> bytes:
+                 title: str, sites: list | None = None, site_labels: list | None = None
+                 ) -> bytes:
     """The whole night: EMG envelope, motion, signal quality, episodes shaded.
 
     Parameters
     ----------
     minutes : list of dict
         Per-minute rows with ``t`` (naive local datetime of the minute's start)
-        and the ``minutes`` table's columns.
-    episodes : list of (episode_id, onset, offset, verdict)
-        Onset and offset as naive local datetimes.
+        and the ``minutes`` table's columns (``site`` among them).
+    episodes : list of (episode_id, onset, offset, verdict[, site, kind])
+        Onset and offset as naive local datetimes; ``kind`` ``"uncertain"`` is
+        drawn hatched.
     gaps : list of (start, end)
         Stretches without data (naive local datetimes).
     recordings : list of (start, end)
         Recording spans (naive local datetimes).
+    sites : list of str, optional
+        More than one: one lane per site (its envelope and its signal quality,
+        its episodes shaded there), the motion below them all; ``site_labels``
+        name the lanes.
     """
     import matplotlib.dates as mdates
 
-    fig, (ax_env, ax_mot, ax_q) = _figure(5.2, 3, [2.2, 1.0, 1.0])
+    lanes = list(sites) if sites and len(sites) > 1 else [None]
+    names = list(site_labels or lanes)
+    if lanes == [None]:
+        fig, (ax_env, ax_mot, ax_q) = _figure(5.2, 3, [2.2, 1.0, 1.0])
+        envs, quals = [ax_env], [ax_q]
+    else:
+        ratios = [r for _ in lanes for r in (1.8, 0.6)] + [0.9]
+        fig, axes = _figure(1.2 + 1.9 * len(lanes), len(ratios), ratios)
+        envs, quals, ax_mot = axes[0:-1:2], axes[1:-1:2], axes[-1]
+    all_axes = [*envs, *quals, ax_mot]
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     if minutes:
-        t = mdates.date2num([m["t"] for m in minutes])
-        tc = t + 0.5 / 1440.0
-        rms = np.array([m["rms_uv"] if m["rms_uv"] is not None else np.nan for m in minutes],
-                       float)
-        p95 = np.array([m["rms_p95_uv"] if m["rms_p95_uv"] is not None else np.nan
-                        for m in minutes], float)
-        floor = np.array([m["floor_uv"] if m["floor_uv"] is not None else np.nan
-                          for m in minutes], float)
+        for k, (site, ax_env, ax_q) in enumerate(zip(lanes, envs, quals)):
+            rows = [m for m in minutes if site is None or m.get("site") == site]
+            if not rows:
+                ax_env.text(0.5, 0.5, "no signal summary for this site",
+                            transform=ax_env.transAxes, ha="center", va="center",
+                            color=FLOOR_COLOR)
+                continue
+            t = mdates.date2num([m["t"] for m in rows])
+            _envelope_lane(ax_env, t + 0.5 / 1440.0, rows, legend=k == 0)
+            _quality_lane(ax_q, t, rows, legend=k == 0)
+        # motion: one accelerometer for all sites (the first site's rows carry it)
+        mrows = [m for m in minutes if lanes[0] is None or m.get("site") == lanes[0]] or minutes
+        tm = mdates.date2num([m["t"] for m in mrows]) + 0.5 / 1440.0
         motion = np.array([m["motion_g"] if m["motion_g"] is not None else np.nan
-                           for m in minutes], float)
-        ax_env.plot(tc, p95, color=P95_COLOR, lw=1.0, label="95th percentile")
-        ax_env.plot(tc, rms, color=ENVELOPE_COLOR, lw=1.6, label="median")
-        ax_env.plot(tc, floor, color=FLOOR_COLOR, lw=1.0, ls="--", label="noise floor")
-        pos = np.concatenate([rms[rms > 0], p95[p95 > 0]]) if len(rms) else np.array([])
-        if pos.size:
-            ax_env.set_yscale("log")
-            ax_env.set_ylim(max(0.3, np.nanmin(pos) * 0.7), np.nanmax(pos) * 1.6)
-        ax_env.legend(loc="upper right", fontsize=7, ncol=3, frameon=False)
+                           for m in mrows], float)
         if np.isfinite(motion).any():
-            ax_mot.plot(tc, motion, color=MOTION_COLOR, lw=1.4)
+            ax_mot.plot(tm, motion, color=MOTION_COLOR, lw=1.4)
             ax_mot.set_ylim(0, max(0.02, float(np.nanmax(motion)) * 1.2))
         else:
             ax_mot.text(0.5, 0.5, "no accelerometer", transform=ax_mot.transAxes,
                         ha="center", va="center", color=FLOOR_COLOR)
-        edges = np.concatenate([t, [t[-1] + 1.0 / 1440.0]])
-        good = np.array([m["good_s"] or 0.0 for m in minutes], float)
-        art = np.array([m["artifact_s"] or 0.0 for m in minutes], float)
-        nod = np.array([m["nodata_s"] or 0.0 for m in minutes], float)
-        for lo, hi, color, label in ((0 * good, good, GOOD_COLOR, "good"),
-                                     (good, good + art, ARTIFACT_COLOR, "artifact"),
-                                     (good + art, good + art + nod, NODATA_COLOR, "no data")):
-            ax_q.stairs(hi, edges, baseline=lo, fill=True, color=color, label=label, lw=0)
-        ax_q.set_ylim(0, 60)
-        ax_q.legend(loc="upper right", fontsize=7, ncol=3, frameon=False)
     else:
-        ax_env.text(0.5, 0.5, "no per-minute signal summary for this night",
-                    transform=ax_env.transAxes, ha="center", va="center", color=FLOOR_COLOR)
-        for ax in (ax_env, ax_mot, ax_q):
+        envs[0].text(0.5, 0.5, "no per-minute signal summary for this night",
+                     transform=envs[0].transAxes, ha="center", va="center", color=FLOOR_COLOR)
+        for ax in all_axes:
             ax.set_yticks([])
     for a, b in gaps:
-        for ax in (ax_env, ax_mot, ax_q):
+        for ax in all_axes:
             ax.axvspan(mdates.date2num(a), mdates.date2num(b), facecolor="none",
                        edgecolor=NODATA_COLOR, hatch="///", lw=0, zorder=0)
     for a, _ in recordings:
-        for ax in (ax_env, ax_mot, ax_q):
+        for ax in all_axes:
             ax.axvline(mdates.date2num(a), color="#cccccc", lw=0.8, zorder=0)
     spans = [mdates.date2num(x) for r in recordings for x in r]
     # a 20 s cramp in an 8 h night is under a pixel wide: keep every episode visible
     min_w = (max(spans) - min(spans)) / 250.0 if spans else 0.0
-    eps = [(eid, mdates.date2num(a), max(mdates.date2num(b), mdates.date2num(a) + min_w), v)
-           for eid, a, b, v in episodes]
-    _shade_episodes((ax_env, ax_mot, ax_q), eps, label_ax=ax_env)
+    eps = [(eid, mdates.date2num(a), max(mdates.date2num(b), mdates.date2num(a) + min_w),
+            v, *more) for eid, a, b, v, *more in episodes]
+    if lanes == [None]:
+        _shade_episodes(all_axes, eps, label_ax=envs[0])
+    else:
+        for site, ax_env, ax_q in zip(lanes, envs, quals):
+            _shade_episodes((ax_env, ax_q), [e for e in eps if len(e) > 4 and e[4] == site],
+                            label_ax=ax_env)
     if spans:
         lo, hi = min(spans), max(spans)
         if hi <= lo:
             hi = lo + 1.0 / 1440.0
-        ax_q.set_xlim(lo, hi)
-    ax_env.set_ylabel("EMG RMS (uV)", fontsize=8)
+        ax_mot.set_xlim(lo, hi)
+    if lanes == [None]:
+        envs[0].set_ylabel("EMG RMS (uV)", fontsize=8)
+        quals[0].set_ylabel("signal (s/min)", fontsize=8)
+    else:
+        for name, ax_env, ax_q in zip(names, envs, quals):
+            ax_env.set_ylabel(f"{name}\nEMG RMS (uV)", fontsize=8)
+            ax_q.set_ylabel("s/min", fontsize=7)
     ax_mot.set_ylabel("motion (g)", fontsize=8)
-    ax_q.set_ylabel("signal (s/min)", fontsize=8)
-    ax_q.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
-    ax_q.set_xlabel("local time", fontsize=8)
-    for ax in (ax_env, ax_mot, ax_q):
+    bottom = all_axes[-1] if lanes != [None] else quals[0]
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    bottom.set_xlabel("local time", fontsize=8)
+    for ax in all_axes:
         ax.tick_params(labelsize=8)
         ax.grid(True, axis="x", color="#eeeeee", lw=0.6)
-    fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.09, hspace=0.12)
+    if lanes == [None]:
+        fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.09, hspace=0.12)
+    else:
+        height_in = fig.get_figheight()
+        fig.subplots_adjust(left=0.09, right=0.99, top=1.0 - 0.55 / height_in,
+                            bottom=0.5 / height_in, hspace=0.14)
     return _png(fig)
 
 
@@ -238,7 +309,8 @@ def closeup_png(t_emg_s: np.ndarray, raw_uv: np.ndarray, filt_uv: np.ndarray,
     return _png(fig)
 
 
-def trends_png(days: list, per_day: dict, title: str) -> bytes:
+def trends_png(days: list, per_day: dict, title: str, sites: list | None = None,
+               site_labels: list | None = None) -> bytes:
     """Cramps per night, total cramp minutes, time of night, over ``days``.
 
     Parameters
@@ -247,8 +319,12 @@ def trends_png(days: list, per_day: dict, title: str) -> bytes:
         The calendar nights shown (by the date of their evening), oldest first.
     per_day : dict
         date -> {"recorded_s": float, "n": int, "n_false": int, "cramp_s": float,
-        "onsets": [(hours after noon of the evening, duration_s), ...]}; a date
-        missing from it had no recording.
+        "onsets": [(hours after noon of the evening, duration_s), ...],
+        "uncertain_onsets": [...], "sites": {site: {"n", "cramp_s", "onsets"}}}; a
+        date missing from it had no recording.
+    sites : list of str, optional
+        More than one: cramps and minutes stacked per site and onsets coloured
+        by site (:func:`site_color`), named by ``site_labels`` in the legend.
     """
     import matplotlib.dates as mdates
 
@@ -258,12 +334,29 @@ def trends_png(days: list, per_day: dict, title: str) -> bytes:
     n = np.array([per_day.get(d, {}).get("n", 0) for d in days], float)
     nf = np.array([per_day.get(d, {}).get("n_false", 0) for d in days], float)
     mins = np.array([per_day.get(d, {}).get("cramp_s", 0.0) / 60.0 for d in days], float)
-    ax_n.bar(x, n, width=0.8, color=EPISODE_COLOR, label="cramps")
+    multi = bool(sites) and len(sites) > 1
+    if multi:
+        names = list(site_labels or sites)
+        below = np.zeros(len(days))
+        below_min = np.zeros(len(days))
+        for k, site in enumerate(sites):
+            ns = np.array([per_day.get(d, {}).get("sites", {}).get(site, {}).get("n", 0)
+                           for d in days], float)
+            ms = np.array([per_day.get(d, {}).get("sites", {}).get(site, {}).get("cramp_s", 0.0)
+                           / 60.0 for d in days], float)
+            ax_n.bar(x, ns, width=0.8, bottom=below, color=site_color(k),
+                     label=f"cramps, {names[k]}")
+            ax_min.bar(x, ms, width=0.8, bottom=below_min, color=site_color(k))
+            below += ns
+            below_min += ms
+    else:
+        ax_n.bar(x, n, width=0.8, color=EPISODE_COLOR, label="cramps")
     ax_n.bar(x, nf, width=0.8, bottom=n, color=FALSE_COLOR, label="marked false")
     ax_n.set_ylim(0, max(3.0, float((n + nf).max()) + 1.0) if len(n) else 3.0)
     ax_n.yaxis.get_major_locator().set_params(integer=True)
-    ax_n.legend(loc="upper left", fontsize=7, ncol=2, frameon=False)
-    ax_min.bar(x, mins, width=0.8, color="#fb6a4a")
+    ax_n.legend(loc="upper left", fontsize=7, ncol=4 if multi else 2, frameon=False)
+    if not multi:
+        ax_min.bar(x, mins, width=0.8, color="#fb6a4a")
     ax_min.set_ylim(0, max(1.0, float(mins.max()) * 1.2) if len(mins) else 1.0)
     for d, xi in zip(days, x):
         info = per_day.get(d)
@@ -271,13 +364,24 @@ def trends_png(days: list, per_day: dict, title: str) -> bytes:
             for ax in (ax_n, ax_min, ax_tod):
                 ax.axvspan(xi - 0.5, xi + 0.5, color="#f0f0f0", lw=0, zorder=0)
             continue
-        for hours, dur_s in info.get("onsets", []):
-            size = 12 + min(dur_s or 0.0, 600.0) / 4.0
-            ax_tod.scatter([xi], [hours], s=size, color=EPISODE_COLOR, alpha=0.75, lw=0)
+        if multi:
+            for k, site in enumerate(sites):
+                for hours, dur_s in info.get("sites", {}).get(site, {}).get("onsets", []):
+                    size = 12 + min(dur_s or 0.0, 600.0) / 4.0
+                    ax_tod.scatter([xi], [hours], s=size, color=site_color(k), alpha=0.75,
+                                   lw=0)
+        else:
+            for hours, dur_s in info.get("onsets", []):
+                size = 12 + min(dur_s or 0.0, 600.0) / 4.0
+                ax_tod.scatter([xi], [hours], s=size, color=EPISODE_COLOR, alpha=0.75, lw=0)
+        for hours, _ in info.get("uncertain_onsets", []):
+            ax_tod.scatter([xi], [hours], s=24, facecolors="none", edgecolors=UNCERTAIN_COLOR,
+                           lw=1.2)
         for hours, _ in info.get("false_onsets", []):
             ax_tod.scatter([xi], [hours], s=12, color=FALSE_COLOR, alpha=0.75, lw=0)
     hours = [h for info in per_day.values() for h, _ in
-             info.get("onsets", []) + info.get("false_onsets", [])]
+             info.get("onsets", []) + info.get("false_onsets", [])
+             + info.get("uncertain_onsets", [])]
     lo = min([6.0] + [math.floor(h) for h in hours])
     hi = max([24.0] + [math.ceil(h) for h in hours])
     ax_tod.set_ylim(hi + 0.5, lo - 0.5)      # evening at the top, morning at the bottom

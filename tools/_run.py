@@ -32,6 +32,8 @@ class RunResult:
     gaps: list = field(default_factory=list)            # SourceEvent of kind "gap"
     wall_s: float = 0.0
     site: str = ""                                     # body site (crampwatch.sites)
+    suppressed: int = 0                                # episodes the other leg showed
+                                                       # to be a body movement
 
     def __post_init__(self):
         if not self.site:
@@ -89,7 +91,7 @@ def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
         # the reader yields each stream in blocks: wait for the accelerometer as long
         # as a block (a live stream waits 2 s at most)
         pipe = Pipeline(cfg, emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs,
-                        confidence_model=load_model(), keep_trace=keep_trace,
+                        confidence_model=load_model(cfg.model_file or None), keep_trace=keep_trace,
                         acc_wait_s=block_s + 1.0)
         res = RunResult(path=str(path), channel=reader.emg.channels[0],
                         start_time=reader.start_time, duration_s=reader.duration_s,
@@ -117,17 +119,7 @@ def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
         _collect(pipe.finish(), res, on_event)
         if bar is not None:
             bar.close()
-    if pipe.samples_seen == 0:
-        raise SignalError(f"{path}: channel {res.channel!r} holds no samples", channel=res.channel)
-    if pipe.nan_samples >= pipe.samples_seen:
-        raise SignalError(f"{path}: channel {res.channel!r} is NaN throughout", channel=res.channel)
-    if pipe.is_flat:
-        raise SignalError(f"{path}: channel {res.channel!r} is flat (one constant value) "
-                          "throughout: check the electrodes and the channel choice (--emg)",
-                          channel=res.channel)
-    if pipe.nan_samples:
-        log.warning("%s: %d EMG samples of channel %r were NaN or infinite: taken as no data",
-                    path, pipe.nan_samples, res.channel)
+    _check_signal(path, res.channel, pipe)
     res.trace = pipe.trace()
     res.wall_s = time.perf_counter() - t0
     return res
@@ -135,24 +127,104 @@ def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
 
 def run_channels(path: str, cfg: DetectorConfig, emg=None, acc=None, sites: dict | None = None,
                  progress: bool | None = None, block_s: float = 300.0, on_event=None,
-                 keep_trace: bool = False) -> list[RunResult]:
+                 keep_trace: bool = False, cross_channel: bool = True) -> list[RunResult]:
     """Replay every watched EMG channel of one recording: one :class:`RunResult`
     per channel, in channel order, each with its ``site``.
+
+    The recording is read once; the channels run through one
+    :class:`~crampwatch.detector.multi.MultiPipeline` (a pipeline per channel,
+    and the cross-channel context between the legs unless ``cross_channel``
+    is False).
 
     ``emg``: None (the default channel, as ``run_recording``), one label, a list
     of labels, or ``"all"`` (every EMG channel).  ``sites``: channel label ->
     site (``[capture] channels``); unmapped channels get a site guessed from
-    their label (:func:`crampwatch.sites.site_for`)."""
-    labels = [emg] if emg is None or isinstance(emg, str) and emg != "all" else emg
-    if labels == "all":
-        raise ConfigError("--emg all: not supported yet")
+    their label (:func:`crampwatch.sites.site_for`).  ``on_event`` is called
+    with ``(site, event)``."""
+    from crampwatch.detector.multi import MultiPipeline
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if isinstance(emg, (list, tuple)) and len(emg) == 1:
+        emg = emg[0]
+    t0 = time.perf_counter()
+    with open_recording(path, emg=emg, acc=acc) as reader:
+        channels = list(reader.emg.channels)
+        site_names = unique_sites([site_for(c, sites) for c in channels])
+        acc_fs = reader.acc.fs_hz if reader.acc is not None else None
+        multi = MultiPipeline(cfg, reader.emg.fs_hz, acc_fs, channels, site_names,
+                              keep_trace=keep_trace, confidence_model=load_model(cfg.model_file or None),
+                              acc_wait_s=block_s + 1.0, cross_channel=cross_channel)
+        results = {s: RunResult(path=str(path), channel=c, start_time=reader.start_time,
+                                duration_s=reader.duration_s, emg_fs_hz=reader.emg.fs_hz,
+                                acc_fs_hz=acc_fs, site=s)
+                   for c, s in zip(channels, site_names)}
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=round(reader.duration_s), unit="s", desc=str(path)[-30:],
+                       leave=False, file=sys.stderr)
+        done_s = 0.0
+        gaps = []
+        for item in reader.blocks(block_s):
+            if isinstance(item, SampleBlock):
+                events = multi.feed(item)
+                if item.stream == "emg" and bar is not None:
+                    now_s = item.end_index / item.fs_hz
+                    bar.update(round(now_s) - round(done_s))
+                    done_s = now_s
+            elif isinstance(item, SourceEvent):
+                if item.kind == "gap":
+                    gaps.append(item)
+                continue
+            else:
+                continue
+            _collect_sites(events, results, on_event)
+        _collect_sites(multi.finish(), results, on_event)
+        if bar is not None:
+            bar.close()
+    for site, pipe in multi.pipelines.items():
+        _check_signal(path, results[site].channel, pipe)
+    traces = multi.trace()
+    wall_s = time.perf_counter() - t0
+    for site, res in results.items():
+        res.gaps = list(gaps)
+        res.trace = traces[site]
+        res.wall_s = wall_s
+        res.suppressed = multi.suppressed[site]
+    return [results[s] for s in site_names]
+
+
+def unique_sites(sites: list[str]) -> list[str]:
+    """Sites made distinct: a second ``calf`` becomes ``calf_2``."""
     out = []
-    for label in labels:
-        res = run_recording(path, cfg, emg=label, acc=acc, progress=progress, block_s=block_s,
-                            on_event=on_event, keep_trace=keep_trace)
-        res.site = site_for(res.channel, sites)
-        out.append(res)
+    for s in sites:
+        name, k = s, 2
+        while name in out:
+            name, k = f"{s}_{k}", k + 1
+        out.append(name)
     return out
+
+
+def _check_signal(path, channel: str, pipe) -> None:
+    if pipe.samples_seen == 0:
+        raise SignalError(f"{path}: channel {channel!r} holds no samples", channel=channel)
+    if pipe.nan_samples >= pipe.samples_seen:
+        raise SignalError(f"{path}: channel {channel!r} is NaN throughout", channel=channel)
+    if pipe.is_flat:
+        raise SignalError(f"{path}: channel {channel!r} is flat (one constant value) "
+                          "throughout: check the electrodes and the channel choice (--emg)",
+                          channel=channel)
+    if pipe.nan_samples:
+        log.warning("%s: %d EMG samples of channel %r were NaN or infinite: taken as no data",
+                    path, pipe.nan_samples, channel)
+
+
+def _collect_sites(events, results: dict, on_event) -> None:
+    for site, ev in events:
+        if on_event is not None:
+            on_event(site, ev)
+        if isinstance(ev, EpisodeEnded):
+            results[site].episodes.append(ev.episode)
 
 
 def _collect(events, res: RunResult, on_event) -> None:

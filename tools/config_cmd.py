@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from crampwatch.tools.capture_config import CaptureConfig, default_config_path, load_config
+from crampwatch.tools.capture.config import CaptureConfig, default_config_path, load_config
 
 HELP = "show the effective configuration (every key, its value and what it means)"
 DESCRIPTION = """Print the configuration in effect as TOML: the [capture] table (the overnight
@@ -29,6 +29,9 @@ def toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)    # JSON strings are TOML basic strings
+    if isinstance(value, dict):                          # an inline table
+        items = ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
     return repr(value)
 
 

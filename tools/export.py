@@ -3,9 +3,11 @@
 EDF+ (``--edf OUT.edf``; ``OUT.bdf`` writes 24-bit BDF+): the EMG channel in
 uV and the three accelerometer axes in g, written through pyedflib
 (:func:`crampwatch.firmware_bridge.edf.write_edf`), with one EDF+ annotation
-per episode (``cramp #3 conf 0.87``, plus the user's verdict and a status
-other than closed: ``cramp #3 conf 0.87 false``, ``cramp #4 conf 0.61
-(truncated)``), onset and duration in seconds from the first sample.  EDFbrowser,
+per episode naming its body site (``cramp left_calf #3 conf 0.87``, plus the
+user's verdict and a status other than closed: ``cramp left_calf #3 conf 0.87
+false``, ``cramp right_calf #4 conf 0.61 (truncated)``), onset and duration in
+seconds from the first sample.  Every site's episodes are annotated (the file
+holds the one EMG channel exported; the site says which leg each was on).  EDFbrowser,
 MNE (``mne.io.read_raw_edf``), pyedflib and edfio read it.  Gaps in a capture
 recording are zero-filled and annotated by the writer.
 
@@ -18,7 +20,7 @@ rows missing from the recording are missing from the file (``time_s``
 jumps).  A whole 8 h night at 1 kHz is 28.8 million rows (about 1 GB), more
 than a spreadsheet opens: use ``--start-s``/``--duration-s`` for an excerpt.
 Beside it, ``OUT.episodes.csv`` lists the episodes (one row each, onset_s and
-offset_s on the same time axis, UTC times, verdicts).
+offset_s on the same time axis, UTC times, channel and site, verdicts).
 
 The episodes come from the episode log when the recording is in it (matched
 by its absolute path; ``--db``, default the data directory's log), otherwise
@@ -66,12 +68,13 @@ spreadsheets (one row per EMG sample with the accelerometer held at the EMG rate
 OUT.episodes.csv). Episodes come from the episode log if the recording is in it, otherwise from
 running the detector."""
 
-EPISODE_CSV_FIELDS = ("episode_id", "onset_s", "offset_s", "duration_s", "onset", "offset",
-                      "peak_rms_uv", "mean_rms_uv", "confidence", "status", "verdict",
-                      "verdict_note", "source")
+EPISODE_CSV_FIELDS = ("episode_id", "site", "channel", "onset_s", "offset_s", "duration_s",
+                      "onset", "offset", "peak_rms_uv", "mean_rms_uv", "confidence", "status",
+                      "verdict", "verdict_note", "source")
 ANNOTATION_MAX_CHARS = 40     # what edflib keeps of an annotation's text
 #: the text (never numeric) columns of the episodes CSV
-EPISODE_CSV_TEXT_FIELDS = ("onset", "offset", "status", "verdict", "verdict_note", "source")
+EPISODE_CSV_TEXT_FIELDS = ("site", "channel", "onset", "offset", "status", "verdict",
+                           "verdict_note", "source")
 #: a cell starting with one of these is a formula to a spreadsheet ("CSV injection")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -119,7 +122,7 @@ def add_arguments(p) -> None:
 # --------------------------------------------------------------------------- episodes
 
 def episodes_for_recording(path: str, db: str | None = None, cfg=None, emg: str | None = None,
-                           acc=None, use_default_db: bool = True):
+                           acc=None, use_default_db: bool = True, site: str | None = None):
     """The episodes of one recording, from the episode log or the detector.
 
     Parameters
@@ -131,6 +134,8 @@ def episodes_for_recording(path: str, db: str | None = None, cfg=None, emg: str 
         (``use_default_db``), else none.
     cfg : DetectorConfig, optional
         For the detector when the recording is not in the log.
+    site : str, optional
+        Only that body site's episodes from the log (default: every site's).
 
     Returns
     -------
@@ -139,12 +144,13 @@ def episodes_for_recording(path: str, db: str | None = None, cfg=None, emg: str 
         recording's first sample; an open episode ends at the recording's
         end), ``duration_s``, ``onset``/``offset`` (UTC ISO 8601),
         ``peak_rms_uv``, ``mean_rms_uv``, ``confidence``, ``status``,
-        ``verdict``, ``verdict_note``, ``source`` (``"log"`` or ``"detector"``).
+        ``verdict``, ``verdict_note``, ``channel``, ``site``, ``source``
+        (``"log"`` or ``"detector"``).
     source : str
         Where they came from, for people ("from the episode log X", "found by
         running the detector (...)").
     channel : str or None
-        The EMG channel the log used for this recording (None: detector).
+        The (first) EMG channel the log used for this recording (None: detector).
     """
     from crampwatch.tools.episode_log import parse_utc
     from crampwatch.tools.review import open_log
@@ -156,18 +162,13 @@ def episodes_for_recording(path: str, db: str | None = None, cfg=None, emg: str 
         explicit = db is not None
     if db is not None:
         with open_log(db) as log:
-            row = None
-            for cand in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
-                row = log.db.execute("SELECT * FROM recordings WHERE path=?", (cand,)).fetchone()
-                if row is not None:
-                    break
+            row = log.recording_by_path(path)
             if row is not None:
                 start = parse_utc(row["started_utc"])
                 end_s = ((parse_utc(row["ended_utc"]) - start).total_seconds()
                          if row["ended_utc"] else None)
                 eps = []
-                for e in log.db.execute("SELECT * FROM episodes WHERE recording_id=? "
-                                        "ORDER BY onset_s", (row["recording_id"],)):
+                for e in log.recording_episodes(row["recording_id"], site=site):
                     on = float(e["onset_s"])
                     off = float(e["offset_s"]) if e["offset_s"] is not None else end_s
                     eps.append({
@@ -177,8 +178,9 @@ def episodes_for_recording(path: str, db: str | None = None, cfg=None, emg: str 
                         "peak_rms_uv": e["peak_rms_uv"], "mean_rms_uv": e["mean_rms_uv"],
                         "confidence": e["confidence"], "status": e["status"],
                         "verdict": e["verdict"], "verdict_note": e["verdict_note"],
-                        "source": "log"})
-                return eps, f"from the episode log {os.path.abspath(db)}", row["channel"]
+                        "channel": e["channel"], "site": e["site"], "source": "log"})
+                channel = (row["channel"] or "").split(",")[0].strip() or None
+                return eps, f"from the episode log {os.path.abspath(db)}", channel
             if explicit:
                 logger.info("%s is not in the episode log %s: running the detector", path, db)
     from crampwatch.detector import DetectorConfig
@@ -194,7 +196,8 @@ def episodes_for_recording(path: str, db: str | None = None, cfg=None, emg: str 
             "offset": _iso(res.start_time + timedelta(seconds=off)),
             "peak_rms_uv": ep.peak_rms_uv, "mean_rms_uv": ep.mean_rms_uv,
             "confidence": ep.confidence, "status": ep.status, "verdict": None,
-            "verdict_note": None, "source": "detector"})
+            "verdict_note": None, "channel": res.channel, "site": res.site,
+            "source": "detector"})
     where = ("found by running the detector (the recording is not in the episode log "
              f"{os.path.abspath(db)})" if db is not None
              else "found by running the detector (no episode log)")
@@ -206,18 +209,26 @@ def _iso(dt: datetime) -> str:
 
 
 def annotation_text(ep: dict) -> str:
-    """``cramp #3 conf 0.87`` (+ `` confirmed``/`` false``, + `` (truncated)``), <= 40 chars.
+    """``cramp left_calf #3 conf 0.87`` (+ `` confirmed``/`` false``, + `` (truncated)``),
+    at most 40 characters (what EDF+ readers keep); a long free-text site is shortened.
 
     Examples
     --------
-    >>> annotation_text({"episode_id": 3, "confidence": 0.871, "verdict": None, "status": "closed"})
-    'cramp #3 conf 0.87'
+    >>> annotation_text({"episode_id": 3, "confidence": 0.871, "verdict": None,
+    ...                  "status": "closed", "site": "left_calf"})
+    'cramp left_calf #3 conf 0.87'
     >>> annotation_text({"episode_id": 4, "confidence": 0.6, "verdict": "false",
-    ...                  "status": "truncated"})
-    'cramp #4 conf 0.60 false (truncated)'
+    ...                  "status": "truncated", "site": "right_calf"})
+    'cramp right_calf #4 conf 0.60 false'
+    >>> annotation_text({"episode_id": 5, "confidence": 0.6, "verdict": None,
+    ...                  "status": "uncertain"})
+    'cramp #5 conf 0.60 (uncertain)'
     """
     conf = ep.get("confidence")
-    text = f"cramp #{ep['episode_id']}" + (f" conf {conf:.2f}" if conf is not None else "")
+    tail = f" #{ep['episode_id']}" + (f" conf {conf:.2f}" if conf is not None else "")
+    site = str(ep.get("site") or "")
+    room = ANNOTATION_MAX_CHARS - len("cramp ") - len(tail)
+    text = "cramp" + (f" {site[:max(1, room - 1)]}" if site and room > 1 else "") + tail
     for extra in ((f" {ep['verdict']}" if ep.get("verdict") else ""),
                   (f" ({ep['status']})" if ep.get("status") not in (None, "closed") else "")):
         if extra and len(text) + len(extra) <= ANNOTATION_MAX_CHARS:

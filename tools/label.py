@@ -58,8 +58,7 @@ def run(args) -> int:
     with open_log(args.db) as log:
         ep = log.episode(args.episode_id)
         if ep is None:
-            n, lo, hi = log.db.execute(
-                "SELECT count(*), min(episode_id), max(episode_id) FROM episodes").fetchone()
+            n, lo, hi = log.episode_id_range()
             held = f"ids {lo} to {hi}" if n else "no episode yet"
             raise InputFileError(f"no episode #{args.episode_id} in the episode log "
                                  f"{os.path.abspath(log.path)} ({held}; see 'crampwatch "
@@ -79,14 +78,15 @@ def run(args) -> int:
     return 0
 
 
-def verdict_labels(log: EpisodeLog, recording_path: str):
+def verdict_labels(log: EpisodeLog, recording_path: str, site: str | None = None):
     """The verdicts on one recording's episodes, as evaluation labels.
 
     Returns ``(labels, unreviewed)``: ``labels`` a list of ``(kind, onset_s,
     offset_s)`` with kind ``"cramp"`` for confirmed episodes and
     :data:`VERDICT_DISTRACTOR_KIND` for false ones, and ``unreviewed`` the
     ``(onset_s, offset_s)`` of episodes without a verdict (times from the
-    recording's first sample).  ``None`` if the recording is not in the log.
+    recording's first sample).  ``site``: only that body site's episodes (None:
+    every site's).  ``None`` if the recording is not in the log.
 
     Examples
     --------
@@ -94,21 +94,14 @@ def verdict_labels(log: EpisodeLog, recording_path: str):
     >>> labels[0]                                              # doctest: +SKIP
     ('cramp', 714.75, 736.0)
     """
-    path = os.path.abspath(recording_path)
-    row = log.db.execute("SELECT recording_id, ended_utc, started_utc FROM recordings "
-                         "WHERE path=?", (path,)).fetchone()
-    if row is None:
-        real = os.path.realpath(recording_path)
-        row = log.db.execute("SELECT recording_id, ended_utc, started_utc FROM recordings "
-                             "WHERE path=?", (real,)).fetchone()
+    row = log.recording_by_path(recording_path)
     if row is None:
         return None
     labels, unreviewed = [], []
     end_s = None
     if row["ended_utc"]:
         end_s = (parse_utc(row["ended_utc"]) - parse_utc(row["started_utc"])).total_seconds()
-    for ep in log.db.execute("SELECT onset_s, offset_s, verdict FROM episodes WHERE "
-                             "recording_id=? ORDER BY onset_s", (row["recording_id"],)):
+    for ep in log.recording_episodes(row["recording_id"], site=site):
         on = float(ep["onset_s"])
         off = float(ep["offset_s"]) if ep["offset_s"] is not None else (end_s or on)
         if ep["verdict"] == "confirmed":

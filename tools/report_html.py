@@ -8,6 +8,13 @@ close-up read from its recording (raw EMG, filtered EMG, envelope,
 accelerometer, onset and offset lines).  Then trends over the last 30 nights
 (cramps per night, total cramp minutes, time of night).
 
+A night watched on several body sites gets its cramps and good signal per site,
+a timeline with one lane per site (each lane names its site, listed under the
+figure too), a site column in the episode table and trends per site (stacked
+by site, and a table); a night of one site looks as it always has.  Uncertain
+episodes (below ``min_confidence``) are drawn hatched and listed apart from the
+cramps, never counted.
+
 Nothing is fetched when the file is opened: figures are PNG images embedded as
 ``data:`` URIs, the style sheet is inline, there is no script.  A recording
 file that has been moved or deleted does not stop the report: its episodes get
@@ -42,12 +49,14 @@ from crampwatch import CrampwatchError, __version__
 from crampwatch._files import atomic_private_write
 from crampwatch._text import sanitize_text
 from crampwatch.tools import _plots
-from crampwatch.tools.episode_log import EpisodeLog, parse_utc
+from crampwatch.sites import site_label
+from crampwatch.tools.episode_log import EpisodeLog, episode_kind, parse_utc
 from crampwatch.tools.review import (
     NightSummary,
     ep_duration_s,
     format_duration,
     good_signal_text,
+    order_sites,
     storage_text,
     summarize_night,
     utc_offset_label,
@@ -204,38 +213,43 @@ def trend_data(log: EpisodeLog, end_date: str, n_days: int = 30):
     """Per calendar night over the ``n_days`` ending at ``end_date`` (inclusive).
 
     Returns ``(days, per_day)`` as :func:`crampwatch.tools._plots.trends_png`
-    takes them: ``per_day[date]`` holds ``recorded_s``, ``n`` (episodes not
-    marked false), ``n_false``, ``cramp_s``, ``onsets`` and ``false_onsets``
-    (hours after noon of the evening, duration_s).
+    takes them: ``per_day[date]`` holds ``recorded_s``, ``n`` (episodes counted
+    as cramps, :func:`~crampwatch.tools.episode_log.episode_kind`), ``n_false``,
+    ``n_uncertain``, ``cramp_s``, ``onsets``, ``false_onsets`` and
+    ``uncertain_onsets`` (hours after noon of the evening, duration_s), and
+    ``sites``: site -> ``n``, ``cramp_s``, ``onsets`` of its cramps.
     """
     last = date.fromisoformat(end_date)
     days = [last - timedelta(days=i) for i in range(n_days - 1, -1, -1)]
-    first = days[0].isoformat()
+    recorded, episodes = log.trend_rows(days[0].isoformat(), end_date)
     per_day: dict = {}
-    for d, rec_s in log.db.execute(
-            "SELECT n.night_date, sum((julianday(coalesce(r.ended_utc, r.started_utc)) - "
-            "julianday(r.started_utc)) * 86400.0) FROM nights n LEFT JOIN recordings r "
-            "USING (night_id) WHERE n.night_date BETWEEN ? AND ? GROUP BY n.night_date",
-            (first, end_date)):
-        per_day[date.fromisoformat(d)] = {"recorded_s": float(rec_s or 0.0), "n": 0,
-                                          "n_false": 0, "cramp_s": 0.0, "onsets": [],
-                                          "false_onsets": []}
-    for d, onset_utc, dur_s, verdict in log.db.execute(
-            "SELECT n.night_date, e.onset_utc, e.duration_s, e.verdict FROM episodes e "
-            "JOIN nights n USING (night_id) WHERE n.night_date BETWEEN ? AND ?",
-            (first, end_date)):
-        day = date.fromisoformat(d)
+    for d, rec_s in recorded.items():
+        per_day[date.fromisoformat(d)] = {"recorded_s": rec_s, "n": 0, "n_false": 0,
+                                          "n_uncertain": 0, "cramp_s": 0.0, "onsets": [],
+                                          "false_onsets": [], "uncertain_onsets": [],
+                                          "sites": {}}
+    for e in episodes:
+        day = date.fromisoformat(e["night_date"])
         info = per_day[day]
         info["recorded_s"] = max(info["recorded_s"], 1.0)   # an episode means it recorded
         noon = datetime(day.year, day.month, day.day, 12)
-        hours = (_local_naive(parse_utc(onset_utc)) - noon).total_seconds() / 3600.0
-        if verdict == "false":
+        hours = (_local_naive(parse_utc(e["onset_utc"])) - noon).total_seconds() / 3600.0
+        dur_s = e["duration_s"]
+        kind = episode_kind(e)
+        if kind == "false":
             info["n_false"] += 1
             info["false_onsets"].append((hours, dur_s))
+        elif kind == "uncertain":
+            info["n_uncertain"] += 1
+            info["uncertain_onsets"].append((hours, dur_s))
         else:
             info["n"] += 1
             info["cramp_s"] += float(dur_s or 0.0)
             info["onsets"].append((hours, dur_s))
+            site = info["sites"].setdefault(e["site"], {"n": 0, "cramp_s": 0.0, "onsets": []})
+            site["n"] += 1
+            site["cramp_s"] += float(dur_s or 0.0)
+            site["onsets"].append((hours, dur_s))
     return days, per_day
 
 
@@ -254,6 +268,7 @@ img.plot{display:block;max-width:100%;height:auto;margin:6px 0}
 .note{color:#8a5300;background:#fff6e5;border-left:4px solid #f0a020;padding:6px 10px}
 .muted{color:#777}.false{color:#777;text-decoration:line-through}
 .confirmed{color:#1a7f37;font-weight:600}.truncated,.open{color:#9a6700}
+tr.uncertain td{color:#8a6d00;font-style:italic}.lanes{font-size:.85em;color:#555;margin:0}
 footer{margin-top:32px;font-size:.8em;color:#888}
 code{background:#f3f3f3;padding:1px 4px}
 """
@@ -282,7 +297,7 @@ def _img(png: bytes, alt: str, ident: str, cls: str) -> str:
 
 
 def _episode_spans(s: NightSummary):
-    """(episode_id, onset, offset, verdict) as naive local datetimes."""
+    """(episode_id, onset, offset, verdict, site, kind) as naive local datetimes."""
     out = []
     for e in s.episodes:
         on = parse_utc(e["onset_utc"])
@@ -291,7 +306,7 @@ def _episode_spans(s: NightSummary):
         else:
             off = s.end_utc or on
         out.append((e["episode_id"], _local_naive(on), _local_naive(max(on, off)),
-                    e["verdict"]))
+                    e["verdict"], e["site"], episode_kind(e)))
     return out
 
 
@@ -310,37 +325,32 @@ def _timeline(log: EpisodeLog, s: NightSummary) -> bytes:
         b = parse_utc(r["ended_utc"]) if r["ended_utc"] else a
         recs.append((_local_naive(a), _local_naive(b)))
     title = f"Night of {s.night['night_date']}: the whole night (local time)"
-    return _plots.timeline_png(rows, _episode_spans(s), gaps, recs, title)
-
-
-def _floor_near(log: EpisodeLog, recording_id, onset_utc: str) -> float | None:
-    row = log.db.execute(
-        "SELECT floor_uv FROM minutes WHERE recording_id=? AND minute_utc<=? "
-        "ORDER BY minute_utc DESC LIMIT 1", (recording_id, onset_utc)).fetchone()
-    return float(row[0]) if row and row[0] is not None else None
+    return _plots.timeline_png(rows, _episode_spans(s), gaps, recs, title, sites=s.sites,
+                               site_labels=[sanitize_text(site_label(x), 24) for x in s.sites])
 
 
 def _closeups(log: EpisodeLog, s: NightSummary, cfg, info: ReportInfo) -> dict:
     """episode_id -> html (an image, or a note saying why there is none)."""
     out = {}
     eps = s.episodes[:MAX_CLOSEUPS_PER_NIGHT]
-    by_path: dict = {}
-    for e in eps:
-        by_path.setdefault(e["path"], []).append(e)
     recs = {r["path"]: r for r in s.recordings}
-    for path, group in by_path.items():
+    by_path: dict = {}
+    for e in eps:      # one pass per recording and channel (each site has its own)
+        rec_channel = (recs.get(e["path"], {}).get("channel") or "").split(",")[0].strip()
+        by_path.setdefault((e["path"], e.get("channel") or rec_channel or None), []).append(e)
+    for (path, channel), group in by_path.items():
         if path is None:
             for e in group:
                 out[e["episode_id"]] = ('<p class="note">No recording is linked to this '
                                         'episode in the log: no close-up.</p>')
             continue
         if not os.path.exists(path):
-            info.missing.append(path)
+            if path not in info.missing:
+                info.missing.append(path)
             for e in group:
                 out[e["episode_id"]] = (f'<p class="note">The recording <code>{_e(path)}</code> '
                                         f'is missing (moved or deleted): no close-up.</p>')
             continue
-        rec = recs.get(path, {})
         windows, pads = [], []
         for e in group:
             on = float(e["onset_s"])
@@ -351,7 +361,7 @@ def _closeups(log: EpisodeLog, s: NightSummary, cfg, info: ReportInfo) -> dict:
             windows.append((on - pad - FILTER_WARMUP_S, end))
             pads.append(pad)
         try:
-            excerpts = read_excerpts(path, windows, emg=rec.get("channel"))
+            excerpts = read_excerpts(path, windows, emg=channel)
         except (CrampwatchError, OSError, ValueError) as exc:
             reason = str(exc)
             info.unreadable.append((path, reason))
@@ -376,13 +386,15 @@ def _closeups(log: EpisodeLog, s: NightSummary, cfg, info: ReportInfo) -> dict:
                                         f'</code> holds no samples around this episode.</p>')
                 continue
             onset_local = _local_naive(parse_utc(e["onset_utc"]))
-            title = (f"Episode #{e['episode_id']} at {onset_local:%H:%M:%S}: "
+            where = f", {sanitize_text(site_label(e['site']), 24)}" if s.multi_site else ""
+            title = (f"Episode #{e['episode_id']}{where} at {onset_local:%H:%M:%S}: "
                      f"{format_duration(ep_duration_s(e))}, peak {e['peak_rms_uv'] or 0:.0f} uV, "
                      f"confidence {e['confidence'] or 0:.2f} ({e['status']})")
             png = _plots.closeup_png(t[keep], ex.emg_uv[keep].astype(np.float64), filt[keep],
                                      env[keep], t_acc, acc, 0.0,
                                      None if off is None else off - on, title,
-                                     floor_uv=_floor_near(log, e["recording_id"], e["onset_utc"]))
+                                     floor_uv=log.floor_near(e["recording_id"], e["onset_utc"],
+                                                             e["site"]))
             out[e["episode_id"]] = _img(png, f"close-up of episode {e['episode_id']}",
                                         f"closeup-{e['episode_id']}", "closeup")
             info.n_closeups += 1
@@ -406,7 +418,11 @@ def _facts(s: NightSummary) -> str:
     stored = storage_text(s)
     if stored is not None:
         rows.append(("NOT STORED", stored))
-    rows.append(("Good signal", good_signal_text(s)[0]))
+    if s.multi_site:
+        for site in s.sites:
+            rows.append((f"Good signal, {site_label(site)}", good_signal_text(s, site)[0]))
+    else:
+        rows.append(("Good signal", good_signal_text(s)[0]))
     if s.gaps:
         total = sum(g["duration_s"] for g in s.gaps)
         items = ", ".join(f"{g['start_utc'].astimezone():%H:%M:%S} "
@@ -422,10 +438,25 @@ def _facts(s: NightSummary) -> str:
         if lg is not None:
             text += (f", longest {format_duration(ep_duration_s(lg))} (#{lg['episode_id']} at "
                      f"{parse_utc(lg['onset_utc']).astimezone():%H:%M})")
-    rejected = len(s.episodes) - len(s.cramps)
-    if rejected:
-        text += f"; {rejected} more marked false"
+    if s.marked_false:
+        text += f"; {len(s.marked_false)} more marked false"
     rows.append(("Cramps", text))
+    if s.multi_site:
+        for site, c in s.site_counts().items():
+            text = f"{c['cramps']}"
+            if c["cramps"]:
+                text += f", total {format_duration(c['total_cramp_s'])}"
+            lg = c["longest"]
+            if lg is not None:
+                text += (f", longest {format_duration(ep_duration_s(lg))} (#{lg['episode_id']} "
+                         f"at {parse_utc(lg['onset_utc']).astimezone():%H:%M})")
+            for key, what in (("uncertain", "uncertain"), ("false", "marked false")):
+                if c[key]:
+                    text += f"; {c[key]} {what}"
+            rows.append((f"Cramps, {site_label(site)}", text))
+    if s.uncertain:
+        rows.append(("Uncertain", f"{len(s.uncertain)} (not counted: the detector was not "
+                                  "confident)"))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return f'<table class="facts">{body}</table>'
 
@@ -433,16 +464,21 @@ def _facts(s: NightSummary) -> str:
 def _episode_table(s: NightSummary) -> str:
     if not s.episodes:
         return '<p class="muted">No episodes this night.</p>'
-    head = ("<tr><th class=num>#</th><th>onset</th><th>offset</th><th class=num>duration</th>"
+    site_col = s.multi_site
+    head = ("<tr><th class=num>#</th>" + ("<th>site</th>" if site_col else "")
+            + "<th>onset</th><th>offset</th><th class=num>duration</th>"
             "<th class=num>peak uV</th><th class=num>mean uV</th><th class=num>confidence</th>"
             "<th>status</th><th>verdict</th><th>note</th></tr>")
     rows = []
     for e in s.episodes:
         on = parse_utc(e["onset_utc"]).astimezone()
         off = parse_utc(e["offset_utc"]).astimezone() if e["offset_utc"] else None
-        cls = "false" if e["verdict"] == "false" else ""
+        kind = episode_kind(e)
+        cls = {"false": "false", "uncertain": "uncertain"}.get(kind, "")
+        site = (f'<td class="site" data-site="{_e(e["site"])}">{_e(site_label(e["site"]))}</td>'
+                if site_col else "")
         rows.append(
-            f'<tr class="{cls}"><td class=num>{e["episode_id"]}</td><td>{on:%H:%M:%S}</td>'
+            f'<tr class="{cls}"><td class=num>{e["episode_id"]}</td>{site}<td>{on:%H:%M:%S}</td>'
             f'<td>{"-" if off is None else f"{off:%H:%M:%S}"}</td>'
             f'<td class=num>{_e(format_duration(ep_duration_s(e)))}</td>'
             f'<td class=num>{_fmt(e["peak_rms_uv"], 1)}</td>'
@@ -452,6 +488,26 @@ def _episode_table(s: NightSummary) -> str:
             f'<td class="{_e(e["verdict"] or "")}">{_e(e["verdict"] or "-")}</td>'
             f'<td>{_e(e["verdict_note"] or "")}</td></tr>')
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _site_trend_table(days: list, per_day: dict, sites: list) -> str:
+    """Per site over the trend's nights: cramps, cramp minutes, nights with a cramp
+    ("" with fewer than two sites)."""
+    if len(sites) < 2:
+        return ""
+    rows = []
+    for k, site in enumerate(sites):
+        per = [per_day.get(d, {}).get("sites", {}).get(site, {}) for d in days]
+        n = sum(p.get("n", 0) for p in per)
+        mins = sum(p.get("cramp_s", 0.0) for p in per) / 60.0
+        nights = sum(1 for p in per if p.get("n", 0))
+        rows.append(f'<tr data-site="{_e(site)}"><td><span style="color:'
+                    f'{_plots.site_color(k)}">&#9632;</span> {_e(site_label(site))}</td>'
+                    f"<td class=num>{n}</td><td class=num>{mins:.1f}</td>"
+                    f"<td class=num>{nights}</td></tr>")
+    return ('<table class="sites"><tr><th>site</th><th class=num>cramps</th>'
+            "<th class=num>cramp minutes</th><th class=num>nights with a cramp</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def _fmt(x, decimals: int) -> str:
@@ -466,8 +522,18 @@ def _night_section(log: EpisodeLog, night: dict, cfg, info: ReportInfo) -> str:
     parts = [f'<section class="night" id="night-{_e(night["night_date"])}">',
              f"<h2>Night of {d:%A} {d.day} {d:%B %Y}</h2>", _facts(s)]
     if s.recordings or s.episodes:
-        parts.append(_img(_timeline(log, s), f"timeline of the night of {night['night_date']}",
-                          f"timeline-{night['night_date']}", "timeline"))
+        lanes = ", ".join(site_label(x) for x in s.sites)
+        alt = f"timeline of the night of {night['night_date']}"
+        if s.multi_site:
+            alt += f", one lane per site: {lanes}"
+        parts.append(_img(_timeline(log, s), alt, f"timeline-{night['night_date']}",
+                          "timeline"))
+        if s.multi_site:
+            items = "".join(f'<span class="lane" data-site="{_e(x)}">{_e(site_label(x))}</span>'
+                            + (", " if i < len(s.sites) - 1 else "")
+                            for i, x in enumerate(s.sites))
+            parts.append(f'<p class="lanes">Lanes, top to bottom: {items}; then the motion '
+                         "of the body (one accelerometer).</p>")
     else:
         parts.append('<p class="muted">Nothing was recorded this night: no timeline.</p>')
     parts.append("<h3>Episodes</h3>")
@@ -479,8 +545,11 @@ def _night_section(log: EpisodeLog, night: dict, cfg, info: ReportInfo) -> str:
         closeups = _closeups(log, s, cfg, info)
         for e in s.episodes:
             on = parse_utc(e["onset_utc"]).astimezone()
+            where = f"{_e(site_label(e['site']))}, " if s.multi_site else ""
+            note = " (uncertain: not counted)" if episode_kind(e) == "uncertain" else ""
             parts.append(f'<h3 id="episode-{e["episode_id"]}">Episode #{e["episode_id"]}: '
-                         f'{on:%H:%M:%S}, {_e(format_duration(ep_duration_s(e)))}</h3>')
+                         f'{where}{on:%H:%M:%S}, {_e(format_duration(ep_duration_s(e)))}'
+                         f'{note}</h3>')
             parts.append(closeups.get(e["episode_id"], ""))
     parts.append("</section>")
     return "\n".join(parts)
@@ -511,8 +580,7 @@ def write_report(log: EpisodeLog, out_path: str, night: dict | None = None, n_ni
     cfg = cfg or DetectorConfig()
     info = ReportInfo(path=str(out_path))
     if night is None:
-        row = log.db.execute("SELECT * FROM nights ORDER BY night_date DESC LIMIT 1").fetchone()
-        night = dict(row) if row else None
+        night = log.last_night()
     sections = []
     if night is None:
         title = "crampwatch: no nights yet"
@@ -521,22 +589,27 @@ def write_report(log: EpisodeLog, out_path: str, night: dict | None = None, n_ni
                         '<code>crampwatch replay FILE --db LOG</code>.</p>')
     else:
         title = f"crampwatch: night of {night['night_date']}"
-        rows = log.db.execute("SELECT * FROM nights WHERE night_date<=? ORDER BY night_date "
-                              "DESC LIMIT ?", (night["night_date"], int(n_nights))).fetchall()
-        for row in rows:
-            sections.append(_night_section(log, dict(row), cfg, info))
+        for row in log.nights_up_to(night["night_date"], n_nights):
+            sections.append(_night_section(log, row, cfg, info))
         days, per_day = trend_data(log, night["night_date"], trend_nights)
         info.trend_nights = trend_nights
         recorded = sum(1 for d in days if per_day.get(d, {}).get("recorded_s", 0) > 0)
+        sites = order_sites({x for v in per_day.values() for x in v["sites"]})
         png = _plots.trends_png(days, per_day, f"The last {trend_nights} nights, "
-                                               f"{days[0]:%d %b} to {days[-1]:%d %b %Y}")
+                                               f"{days[0]:%d %b} to {days[-1]:%d %b %Y}",
+                                sites=sites,
+                                site_labels=[sanitize_text(site_label(x), 24) for x in sites])
         n_cr = sum(v["n"] for v in per_day.values())
         mins = sum(v["cramp_s"] for v in per_day.values()) / 60.0
+        n_unc = sum(v["n_uncertain"] for v in per_day.values())
+        unc = (f" {n_unc} uncertain episode{'s' if n_unc != 1 else ''} not counted (hollow "
+               "circles)." if n_unc else "")
         sections.append(
             f'<section id="trends"><h2>Trends over the last {trend_nights} nights</h2>'
             f"<p>{recorded} of {trend_nights} nights recorded; {n_cr} cramp"
-            f"{'s' if n_cr != 1 else ''}, {mins:.1f} cramp minutes in all.</p>"
-            f'{_img(png, "trends over the last nights", "trends", "trends")}</section>')
+            f"{'s' if n_cr != 1 else ''}, {mins:.1f} cramp minutes in all.{unc}</p>"
+            f'{_img(png, "trends over the last nights", "trends", "trends")}'
+            f"{_site_trend_table(days, per_day, sites)}</section>")
     now = datetime.now(timezone.utc).astimezone()
     doc = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
            f'<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -11,7 +11,14 @@ from the start of the night's first recording); ``--html OUT.html`` also
 writes a self-contained report with plots (:mod:`crampwatch.tools.report_html`).
 
 An episode the user marked false (``crampwatch label ID --false``) is listed
-but not counted as a cramp.  A log without any night is not an error (a
+but not counted as a cramp; nor is an ``uncertain`` one (the detector's
+confidence was below ``min_confidence``), counted apart ("Uncertain 1 (not
+counted)") unless the user confirms it.  A night watched on several body sites
+(both calves...) gets its counts and good signal per site and the episode
+table grouped by site; ``--json`` gives each episode its ``site`` and
+``--json-summary`` prints the night's counts, per site too, as one JSON object;
+``--list`` shows the cramps per site when the log holds more than one site.  A
+night of one site reads as it always has.  A log without any night is not an error (a
 message, exit status 0, no JSON lines); a missing log file or an unknown night
 is (exit status 2).
 
@@ -36,7 +43,8 @@ from datetime import date, datetime, timedelta, timezone
 from crampwatch._files import check_output_path
 from crampwatch._text import sanitize_text
 from crampwatch.errors import ConfigError, FileLockedError, InputFileError
-from crampwatch.tools.episode_log import EpisodeLog, is_locked_error, parse_utc
+from crampwatch.sites import KNOWN_SITES, site_label
+from crampwatch.tools.episode_log import EpisodeLog, episode_kind, is_locked_error, parse_utc
 
 __all__ = [
     "NightSummary",
@@ -44,6 +52,8 @@ __all__ = [
     "format_duration",
     "format_summary",
     "good_signal_text",
+    "night_json",
+    "order_sites",
     "open_log",
     "resolve_night",
     "storage_text",
@@ -74,8 +84,11 @@ def add_arguments(p) -> None:
                    help="episode log (default: the data directory's episodes.sqlite; "
                         "CRAMPWATCH_HOME overrides the data directory)")
     p.add_argument("--json", action="store_true",
-                   help="print the night's episodes as JSON Lines (one object a line) instead "
-                        "of the summary")
+                   help="print the night's episodes as JSON Lines (one object a line, with its "
+                        "site) instead of the summary")
+    p.add_argument("--json-summary", action="store_true",
+                   help="print the night's counts (cramps, uncertain, marked false, time, "
+                        "longest, good signal), in all and per site, as one JSON object")
     p.add_argument("--html", metavar="OUT.html",
                    help="also write a self-contained HTML report (no network needed to view)")
     p.add_argument("--nights", type=int, default=1, metavar="N",
@@ -114,7 +127,18 @@ class NightSummary:
         ``t_offset_s`` added (seconds from ``start_utc``; ``t_offset_s`` None
         while open) and ``path`` (the recording file).
     cramps : list of dict
-        The episodes not marked false by the user.
+        The episodes counted as cramps: not marked false by the user, and not
+        ``uncertain`` unless the user confirmed them.
+    uncertain : list of dict
+        Uncertain episodes without a verdict (shown apart, not counted).
+    marked_false : list of dict
+        Episodes the user marked false.
+    sites : list of str
+        The body sites watched this night (from the per-minute summaries and
+        the episodes), left before right, calf before tibialis.
+    site_signal : dict
+        site -> ``good_s``, ``artifact_s``, ``nodata_s``, ``minutes``.  With
+        several sites, ``good_s`` etc. of the night are their mean over sites.
     unstored_s : float
         Signal the detector saw that is not in any recording file: samples the
         capture could not store, and whole recordings whose file is missing.
@@ -133,8 +157,35 @@ class NightSummary:
     gaps: list = field(default_factory=list)
     episodes: list = field(default_factory=list)
     cramps: list = field(default_factory=list)
+    uncertain: list = field(default_factory=list)
+    marked_false: list = field(default_factory=list)
+    sites: list = field(default_factory=list)
+    site_signal: dict = field(default_factory=dict)
     unstored_s: float = 0.0
     storage_problems: list = field(default_factory=list)
+
+    @property
+    def multi_site(self) -> bool:
+        """More than one body site watched: the review shows them apart."""
+        return len(self.sites) > 1
+
+    def site_counts(self) -> dict:
+        """Per site (in :attr:`sites` order): ``cramps``, ``uncertain``, ``false``
+        (numbers), ``total_cramp_s``, ``longest`` (the row, or None)."""
+        out = {site: {"cramps": 0, "uncertain": 0, "false": 0, "total_cramp_s": 0.0,
+                      "longest": None} for site in self.sites}
+        for e in self.episodes:
+            c = out.setdefault(e["site"], {"cramps": 0, "uncertain": 0, "false": 0,
+                                           "total_cramp_s": 0.0, "longest": None})
+            kind = episode_kind(e)
+            c["cramps" if kind == "cramp" else kind] += 1
+            if kind != "cramp":
+                continue
+            dur = ep_duration_s(e)
+            c["total_cramp_s"] += dur or 0.0
+            if dur is not None and (c["longest"] is None or dur > ep_duration_s(c["longest"])):
+                c["longest"] = e
+        return out
 
     @property
     def summarised_s(self) -> float:
@@ -194,7 +245,7 @@ def open_log(db_path: str | None) -> EpisodeLog:
         raise InputFileError(f"{db_path}: is a directory, not an episode log", path=db_path)
     log = EpisodeLog(db_path, create=False, timeout_s=OPEN_TIMEOUT_S)
     try:
-        log.db.execute("SELECT count(*) FROM episodes").fetchone()
+        log.count_episodes()
     except sqlite3.DatabaseError as exc:
         log.close()
         if is_locked_error(exc):
@@ -219,8 +270,7 @@ def resolve_night(log: EpisodeLog, spec: str | None) -> dict | None:
     """
     spec = (spec or "last").strip()
     if spec == "last":
-        row = log.db.execute("SELECT * FROM nights ORDER BY night_date DESC LIMIT 1").fetchone()
-        return dict(row) if row else None
+        return log.last_night()
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", spec):
         raise ConfigError(f"--night {spec!r}: give 'last' or a date YYYY-MM-DD (the evening "
                           f"the night began)", key="night")
@@ -230,8 +280,7 @@ def resolve_night(log: EpisodeLog, spec: str | None) -> dict | None:
         raise ConfigError(f"--night {spec!r} is not a valid date", key="night") from None
     night = log.night_by_date(spec)
     if night is None:
-        first, last, n = log.db.execute(
-            "SELECT min(night_date), max(night_date), count(*) FROM nights").fetchone()
+        first, last, n = log.night_range()
         held = (f"it holds {n} night{'s' if n != 1 else ''}, {first} to {last}" if n
                 else "it holds no night yet")
         raise InputFileError(f"no night {spec} in the episode log {log.path} ({held})",
@@ -262,12 +311,12 @@ def summarize_night(log: EpisodeLog, night: dict) -> NightSummary:
         if lost_s > 0 and r.get("recording_error"):
             s.storage_problems.append(str(r["recording_error"]))
         s.unstored_s += min(lost_s, length_s) if length_s > 0 else lost_s
-    q = log.db.execute(
-        "SELECT count(*), sum(good_s), sum(artifact_s), sum(nodata_s) FROM minutes m "
-        "JOIN recordings r USING (recording_id) WHERE r.night_id=?", (nid,)).fetchone()
-    if q[0]:
-        s.good_s, s.artifact_s, s.nodata_s = (float(q[1] or 0), float(q[2] or 0),
-                                              float(q[3] or 0))
+    s.site_signal = log.signal_by_site(nid)
+    if s.site_signal:
+        n_sites = len(s.site_signal)
+        s.good_s, s.artifact_s, s.nodata_s = (
+            sum(v[k] for v in s.site_signal.values()) / n_sites
+            for k in ("good_s", "artifact_s", "nodata_s"))
     for g in log.gaps(nid):
         if g["stream"] not in (None, "emg") or g["start_utc"] is None:
             continue
@@ -299,8 +348,26 @@ def summarize_night(log: EpisodeLog, night: dict) -> NightSummary:
             ep["path"] = None
         s.episodes.append(ep)
     s.episodes.sort(key=lambda e: (e["onset_utc"], e["episode_id"]))
-    s.cramps = [e for e in s.episodes if e["verdict"] != "false"]
+    s.cramps = [e for e in s.episodes if episode_kind(e) == "cramp"]
+    s.uncertain = [e for e in s.episodes if episode_kind(e) == "uncertain"]
+    s.marked_false = [e for e in s.episodes if episode_kind(e) == "false"]
+    s.sites = order_sites(set(s.site_signal) | {e["site"] for e in s.episodes})
     return s
+
+
+def order_sites(sites) -> list[str]:
+    """Sites as the review lists them: left before right, calf before tibialis
+    before foot (:data:`crampwatch.sites.KNOWN_SITES` order), free text last.
+
+    Examples
+    --------
+    >>> order_sites({"right_calf", "bed_partner", "left_calf"})
+    ['left_calf', 'right_calf', 'bed_partner']
+    """
+    def key(site):
+        return ((KNOWN_SITES.index(site), "") if site in KNOWN_SITES
+                else (len(KNOWN_SITES), str(site)))
+    return sorted((x for x in sites if x), key=key)
 
 
 def episode_json(ep: dict, night_date: str | None = None) -> dict:
@@ -324,13 +391,49 @@ def episode_json(ep: dict, night_date: str | None = None) -> dict:
         "mean_rms_uv": None if ep["mean_rms_uv"] is None else round(ep["mean_rms_uv"], 2),
         "confidence": ep["confidence"],
         "channel": ep["channel"],
+        "site": ep.get("site"),
         "status": ep["status"],
         "file": ep["path"],
         "night": night_date,
         "verdict": ep["verdict"],
         "verdict_note": ep["verdict_note"],
+        "counted": episode_kind(ep) == "cramp",
     }
     return rec
+
+
+def night_json(s: NightSummary) -> dict:
+    """The night's counts as one JSON object (``review --json-summary``): in all and
+    per site (``sites``: site -> ``label``, ``cramps``, ``uncertain``,
+    ``marked_false``, ``total_cramp_s``, ``longest_s``, ``longest_episode_id``,
+    ``good_s``)."""
+    def rnd(x):
+        return None if x is None else round(float(x), 3)
+    lg = s.longest
+    sites = {}
+    for site, c in s.site_counts().items():
+        sig = s.site_signal.get(site, {})
+        sites[site] = {"label": site_label(site), "cramps": c["cramps"],
+                       "uncertain": c["uncertain"], "marked_false": c["false"],
+                       "total_cramp_s": rnd(c["total_cramp_s"]),
+                       "longest_s": rnd(ep_duration_s(c["longest"])) if c["longest"] else None,
+                       "longest_episode_id": c["longest"]["episode_id"] if c["longest"] else None,
+                       "good_s": rnd(sig.get("good_s"))}
+    return {
+        "night": s.night["night_date"],
+        "start": None if s.start_utc is None else s.start_utc.isoformat(),
+        "end": None if s.end_utc is None else s.end_utc.isoformat(),
+        "recorded_s": rnd(s.recorded_s),
+        "good_s": rnd(s.good_s),
+        "cramps": len(s.cramps),
+        "uncertain": len(s.uncertain),
+        "marked_false": len(s.marked_false),
+        "total_cramp_s": rnd(s.total_cramp_s),
+        "longest_s": rnd(ep_duration_s(lg)) if lg else None,
+        "longest_episode_id": lg["episode_id"] if lg else None,
+        "gaps": len(s.gaps),
+        "sites": sites,
+    }
 
 
 # --------------------------------------------------------------------------- text
@@ -392,17 +495,25 @@ def _wrap(prefix: str, items: list[str], width: int = 80) -> list[str]:
     return lines
 
 
-def good_signal_text(s: NightSummary) -> tuple[str, float | None]:
+def good_signal_text(s: NightSummary, site: str | None = None) -> tuple[str, float | None]:
     """``"2 min 25 s (38 %); artifact ...; no data ...; no summary 4 min 00 s"`` and the
-    percentage (None: unknown).  The percentage is of the recorded time: minutes the
-    log has no summary of (its disk failed during the night) are not counted as good."""
-    if s.good_s is None:
+    percentage (None: unknown), of the night or of one ``site``.  The percentage is of
+    the recorded time: minutes the log has no summary of (its disk failed during the
+    night) are not counted as good."""
+    if site is not None:
+        sig = s.site_signal.get(site)
+        if not sig:
+            return "unknown (no per-minute summary in the log)", None
+        good, art, nod = sig["good_s"], sig["artifact_s"], sig["nodata_s"]
+    elif s.good_s is None:
         return "unknown (no per-minute summary in the log)", None
-    covered = s.summarised_s
+    else:
+        good, art, nod = s.good_s, s.artifact_s, s.nodata_s
+    covered = good + art + nod
     whole = max(s.recorded_s, covered)
-    pct = 100.0 * s.good_s / whole if whole > 0 else 0.0
-    text = (f"{format_duration(s.good_s)} ({pct:.0f} %); artifact "
-            f"{format_duration(s.artifact_s)}; no data {format_duration(s.nodata_s)}")
+    pct = 100.0 * good / whole if whole > 0 else 0.0
+    text = (f"{format_duration(good)} ({pct:.0f} %); artifact "
+            f"{format_duration(art)}; no data {format_duration(nod)}")
     unknown = whole - covered
     if unknown >= 1.0:
         text += f"; no summary {format_duration(unknown)}"
@@ -460,13 +571,12 @@ def format_summary(s: NightSummary, db_path: str, color: bool = False) -> str:
     stored = storage_text(s)
     if stored is not None:
         out += [_paint(line, "red", color) for line in _wrap_text("  NOT STORED   ", stored)]
-    text, pct = good_signal_text(s)
-    lines = _wrap_text("  Good signal  ", text)
-    if pct is not None:
-        style = None if pct >= 80 else ("yellow" if pct >= 50 else "red")
-        dur = format_duration(s.good_s)
-        lines[0] = lines[0].replace(dur, _paint(dur, style, color), 1)
-    out += lines
+    if s.multi_site:
+        out.append("  Good signal")
+        for site in s.sites:
+            out += _good_signal_lines(s, site, f"    {site_label(site)[:24]:<11} ", color)
+    else:
+        out += _good_signal_lines(s, None, "  Good signal  ", color)
     if not s.gaps:
         out.append("  Gaps         none")
     else:
@@ -478,34 +588,35 @@ def format_summary(s: NightSummary, db_path: str, color: bool = False) -> str:
             items.append(f"and {len(s.gaps) - MAX_GAPS_LISTED} more")
         out += _wrap(f"  Gaps         {len(s.gaps)}, {format_duration(total)}: ", items)
     n = len(s.cramps)
-    rejected = len(s.episodes) - n
-    line = f"  Cramps       {_paint(str(n), 'bold', color)}"
-    if n:
-        lg = s.longest
-        line += f", total {format_duration(s.total_cramp_s)}"
-        if lg is not None:
-            line += (f", longest {format_duration(ep_duration_s(lg))} "
-                     f"(#{lg['episode_id']} at {_local(parse_utc(lg['onset_utc'])):%H:%M})")
-    out.append(line)
-    if rejected:
-        out.append(f"  Marked false {rejected} (listed, not counted)")
+    out.append(f"  Cramps       {_paint(str(n), 'bold', color)}"
+               + _cramp_details(n, s.total_cramp_s, s.longest))
+    if s.multi_site:
+        for site, c in s.site_counts().items():
+            extra = "".join(f"; {c[k]} {what}" for k, what in
+                            (("uncertain", "uncertain"), ("false", "marked false")) if c[k])
+            out += _wrap_text(f"    {site_label(site)[:24]:<11} ",
+                              f"{c['cramps']}" + _cramp_details(c["cramps"], c["total_cramp_s"],
+                                                                c["longest"]) + extra)
+    if s.uncertain:
+        out.append(f"  Uncertain    {len(s.uncertain)} (not counted: the detector was not "
+                   "confident)")
+    if s.marked_false:
+        out.append(f"  Marked false {len(s.marked_false)} (listed, not counted)")
     if s.episodes:
-        out.append("")
         # 80 columns with every field at its widest
-        out.append(_paint(f"  {'#':>4}  {'onset':<8}  {'offset':<8}  {'dur s':>7}  "
-                          f"{'peak uV':>7} {'mean uV':>7}  {'conf':>4}  {'status':<9}  "
-                          f"{'verdict':<9}".rstrip(), "dim", color))
-        for e in s.episodes:
-            on = _local(parse_utc(e["onset_utc"]))
-            off = f"{_local(parse_utc(e['offset_utc'])):%H:%M:%S}" if e["offset_utc"] else "-"
-            dur = _num(ep_duration_s(e), 7, 1)
-            status = e["status"]
-            st = _paint(f"{status:<9}", None if status == "closed" else "yellow", color)
-            v = e["verdict"] or "-"
-            vs = _paint(f"{v:<9}", {"false": "red", "confirmed": "green"}.get(v), color)
-            out.append(f"  {e['episode_id']:>4}  {on:%H:%M:%S}  {off:<8}  {dur}  "
-                       f"{_num(e['peak_rms_uv'], 7, 1)} {_num(e['mean_rms_uv'], 7, 1)}  "
-                       f"{_num(e['confidence'], 4, 2)}  {st}  {vs}".rstrip())
+        head = _paint(f"  {'#':>4}  {'onset':<8}  {'offset':<8}  {'dur s':>7}  "
+                      f"{'peak uV':>7} {'mean uV':>7}  {'conf':>4}  {'status':<9}  "
+                      f"{'verdict':<9}".rstrip(), "dim", color)
+        groups = ([(site, [e for e in s.episodes if e["site"] == site]) for site in s.sites]
+                  if s.multi_site else [(None, s.episodes)])
+        for site, eps in groups:
+            if not eps:
+                continue
+            out.append("")
+            if site is not None:
+                out.append(_paint(f"  {sanitize_text(site_label(site), 60)}", "bold", color))
+            out.append(head)
+            out += [_episode_line(e, color) for e in eps]
         notes = [e for e in s.episodes if e["verdict_note"]]
         for e in notes:
             prefix = f"  note #{e['episode_id']}: "
@@ -513,6 +624,43 @@ def format_summary(s: NightSummary, db_path: str, color: bool = False) -> str:
                                   80 - len(prefix)) or [""]
             out += [prefix + lines[0]] + [" " * len(prefix) + ln for ln in lines[1:]]
     return "\n".join(out)
+
+
+def _good_signal_lines(s: NightSummary, site: str | None, prefix: str,
+                       color: bool) -> list[str]:
+    text, pct = good_signal_text(s, site)
+    lines = _wrap_text(prefix, text)
+    if pct is not None:
+        style = None if pct >= 80 else ("yellow" if pct >= 50 else "red")
+        dur = text.split(" (", 1)[0]
+        lines[0] = lines[0].replace(dur, _paint(dur, style, color), 1)
+    return lines
+
+
+def _cramp_details(n: int, total_s: float, longest: dict | None) -> str:
+    """``, total 1 min 05 s, longest 45.0 s (#3 at 23:10)`` ("" without cramps)."""
+    if not n:
+        return ""
+    text = f", total {format_duration(total_s)}"
+    if longest is not None:
+        text += (f", longest {format_duration(ep_duration_s(longest))} "
+                 f"(#{longest['episode_id']} at "
+                 f"{_local(parse_utc(longest['onset_utc'])):%H:%M})")
+    return text
+
+
+def _episode_line(e: dict, color: bool) -> str:
+    on = _local(parse_utc(e["onset_utc"]))
+    off = f"{_local(parse_utc(e['offset_utc'])):%H:%M:%S}" if e["offset_utc"] else "-"
+    dur = _num(ep_duration_s(e), 7, 1)
+    status = e["status"]
+    st = _paint(f"{status:<9}", None if status == "closed" else "yellow", color)
+    v = e["verdict"] or "-"
+    vs = _paint(f"{v:<9}", {"false": "red", "confirmed": "green"}.get(v), color)
+    line = (f"  {e['episode_id']:>4}  {on:%H:%M:%S}  {off:<8}  {dur}  "
+            f"{_num(e['peak_rms_uv'], 7, 1)} {_num(e['mean_rms_uv'], 7, 1)}  "
+            f"{_num(e['confidence'], 4, 2)}  {st}  {vs}".rstrip())
+    return _paint(line, "dim", color) if episode_kind(e) == "uncertain" else line
 
 
 def _num(x, width: int, decimals: int) -> str:
@@ -533,20 +681,24 @@ def _short_path(path: str, n: int) -> str:
 
 
 def format_night_list(log: EpisodeLog) -> str:
-    """One line per night: date, hours recorded, cramps (not marked false), rejected."""
-    rows = log.db.execute(
-        "SELECT n.night_date, "
-        "  (SELECT sum((julianday(coalesce(r.ended_utc, r.started_utc)) - "
-        "              julianday(r.started_utc)) * 86400.0) "
-        "   FROM recordings r WHERE r.night_id = n.night_id), "
-        "  (SELECT count(*) FROM episodes e WHERE e.night_id = n.night_id "
-        "   AND (e.verdict IS NULL OR e.verdict != 'false')), "
-        "  (SELECT count(*) FROM episodes e WHERE e.night_id = n.night_id "
-        "   AND e.verdict = 'false') "
-        "FROM nights n ORDER BY n.night_date").fetchall()
-    out = [f"{'night':<10}  {'recorded':>10}  {'cramps':>6}  {'false':>5}"]
-    for d, secs, n, f in rows:
-        out.append(f"{d:<10}  {format_duration(secs or 0.0):>10}  {n:>6}  {f:>5}")
+    """One line per night: date, hours recorded, cramps (as :func:`episode_kind` counts
+    them), marked false, uncertain; and the cramps per site when the log holds more
+    than one site."""
+    rows = log.night_list()
+    by_site = log.site_counts_by_night()
+    sites = order_sites({site for v in by_site.values() for site in v})
+    per_site = len(sites) > 1
+    out = [f"{'night':<10}  {'recorded':>10}  {'cramps':>6}  {'false':>5}"
+           + (f"  {'uncert':>6}  per site" if per_site else "")]
+    for r in rows:
+        line = (f"{r['night_date']:<10}  {format_duration(r['recorded_s']):>10}  "
+                f"{r['n_cramps']:>6}  {r['n_false']:>5}")
+        if per_site:
+            counts = by_site.get(r["night_date"], {})
+            line += f"  {r['n_uncertain']:>6}  " + ", ".join(
+                f"{sanitize_text(site_label(site), 24)} {counts[site]['cramps']}"
+                for site in sites if site in counts)
+        out.append(line.rstrip())
     out.append(f"{len(rows)} night{'s' if len(rows) != 1 else ''} in "
                f"{os.path.abspath(log.path)}")
     return "\n".join(out)
@@ -566,10 +718,12 @@ def run(args) -> int:
             msg = (f"no nights in the episode log {log.path} yet: record one with "
                    f"'crampwatch capture' or load a recording with "
                    f"'crampwatch replay FILE --db {log.path}'")
-            print(msg, file=sys.stderr if args.json else sys.stdout)
+            print(msg, file=sys.stderr if args.json or args.json_summary else sys.stdout)
         else:
             summary = summarize_night(log, night)
-            if args.json:
+            if args.json_summary:
+                sys.stdout.write(json.dumps(night_json(summary)) + "\n")
+            elif args.json:
                 for ep in summary.episodes:
                     sys.stdout.write(json.dumps(episode_json(ep, night["night_date"])) + "\n")
             else:
@@ -579,5 +733,6 @@ def run(args) -> int:
             check_output_path(args.html, [log.path], "--html")
             info = write_report(log, args.html, night=night, n_nights=args.nights,
                                 trend_nights=args.trend_nights)
-            print(info.describe(), file=sys.stderr if args.json else sys.stdout)
+            print(info.describe(),
+                  file=sys.stderr if args.json or args.json_summary else sys.stdout)
     return 0

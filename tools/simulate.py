@@ -11,6 +11,11 @@ explicitly (``--fs``, ``--acc-fs``, ``--mains``, ``--floor-uv``, ``--cramps``,
 ``--start``) override what the family draws.  A night without an accelerometer
 is written without the "Acc" channels; accelerometer samples that a failed
 sensor never gave (NaN in the simulator) are written as zeros.
+
+``--legs 2`` writes both calves ("EMG L calf", "EMG R calf") and the left
+shank's accelerometer (:mod:`crampwatch.firmware_bridge.synth.two_legs`):
+cramps on either leg, body movements on both; the labels file gains a ``site``
+column.  The left leg is the one-leg night of the same options.
 """
 
 from __future__ import annotations
@@ -118,6 +123,14 @@ def add_arguments(parser) -> None:
         help="do not store the labels as EDF+ annotations in the file",
     )
     parser.add_argument(
+        "--legs",
+        type=int,
+        default=1,
+        choices=[1, 2],
+        help="1 (default): one calf; 2: both calves, cramps on either leg, turns and walks "
+        "seen on both",
+    )
+    parser.add_argument(
         "--labels",
         default=None,
         metavar="PATH",
@@ -174,7 +187,18 @@ def run(args) -> int:
             seed=args.seed,
             **{k: (defaults.get(k) if v is None else v) for k, v in given.items()},
         )
-    night = SyntheticNight(spec)
+    if args.legs == 2:
+        from crampwatch.firmware_bridge.synth.two_legs import TwoLegNight
+
+        night = TwoLegNight(spec)
+        floor_uv = night.left.floor_rms_uv
+        annotations = [(lab.onset_s, lab.offset_s - lab.onset_s,
+                        " ".join(x for x in (lab.kind, lab.site) if x)
+                        + (f": {lab.note}" if lab.note else "")) for lab in night.labels]
+    else:
+        night = SyntheticNight(spec)
+        floor_uv = night.floor_rms_uv
+        annotations = night.labels
 
     bar = None
     progress = None
@@ -196,7 +220,7 @@ def run(args) -> int:
             res = write_edf(
                 out,
                 night.for_file(),
-                annotations=None if args.no_annotations else night.labels,
+                annotations=None if args.no_annotations else annotations,
                 recording_note=note,
                 progress=progress,
             )
@@ -209,11 +233,18 @@ def run(args) -> int:
     counts = Counter(lab.kind for lab in night.labels)
     distractors = ", ".join(f"{k} {counts[k]}" for k in LABEL_KINDS if k != "cramp" and counts[k])
     if args.randomize:
-        rates = describe_spec(spec, night.floor_rms_uv)
+        rates = describe_spec(spec, floor_uv)
     else:
         rates = f"EMG {spec.emg_fs_hz:g} Hz, acc {spec.acc_fs_hz:g} Hz"
+    if args.legs == 2:
+        per_leg = Counter(lab.site for lab in night.labels if lab.kind == "cramp")
+        cramps = (f"{counts['cramp']} cramps ("
+                  + ", ".join(f"{site.replace('_', ' ')} {per_leg[site]}" for site in night.sites)
+                  + ")")
+    else:
+        cramps = f"{counts['cramp']} cramps"
     print(
         f"{out}: {res.duration_s / 3600:.2f} h ({res.duration_s:.0f} s), {rates}, "
-        f"{counts['cramp']} cramps; distractors: {distractors}; labels {labels_path}"
+        f"{cramps}; distractors: {distractors}; labels {labels_path}"
     )
     return 0

@@ -98,8 +98,9 @@ class SyntheticNight:
         self._floor_gain = plan.floor_gain
         self._acc_noise_g = plan.acc_noise_g
         self._acc_bias = plan.acc_bias
-        self._ev_lo = np.array([ev.lo for ev in self._events])
-        self._ev_hi = np.array([ev.hi for ev in self._events])
+        self._event_groups = plan.event_groups
+        self._label_groups = plan.label_groups
+        self._set_events(self._events)
 
         nyq = 0.5 * self.emg_fs_hz
         self._floor_taps = max(65, int(_FLOOR_TAPS_PER_KHZ * self.emg_fs_hz / 1000.0) | 1)
@@ -168,6 +169,14 @@ class SyntheticNight:
     def gravity(self, t) -> np.ndarray:
         """Unit specific-force direction of the leg's posture at times ``t`` (s), (n, 3)."""
         return self._postures.gravity(t)
+
+    def _set_events(self, events) -> None:
+        """The events this night renders (a two-leg night gives its second leg
+        its own list, :mod:`.two_legs`)."""
+        self._events = list(events)
+        self._ev_lo = np.array([ev.lo for ev in self._events])
+        self._ev_hi = np.array([ev.hi for ev in self._events])
+        self._emg_cache.clear()
 
     # ------------------------------------------------------------------ rendering
 

@@ -76,6 +76,11 @@ class Plan:
     acc_noise_g: float
     acc_bias: np.ndarray
     max_effort_rms_uv: float | None = None
+    event_groups: list | None = None
+    """Per event, the planning call that made it: ``(kind, n)`` (a two-leg night
+    shares some kinds between the legs, :mod:`.two_legs`)."""
+    label_groups: list | None = None
+    """Per label (in ``labels`` order), the same."""
 
 
 def expected_kinds(spec: NightSpec) -> tuple[str, ...]:
@@ -124,6 +129,17 @@ class Planner:
         self.max_effort_rms_uv: float | None = None
         self.n_walk_bouts = 0
         self._next_id = 0
+        self.event_groups: list = []
+        self.label_groups: list = []
+        self._n_groups = 0
+
+    def mark(self, kind: str) -> None:
+        """Tag the events and labels added since the last mark with ``(kind, n)``
+        (bookkeeping only: draws nothing)."""
+        self._n_groups += 1
+        g = (kind, self._n_groups)
+        self.event_groups += [g] * (len(self.events) - len(self.event_groups))
+        self.label_groups += [g] * (len(self.labels) - len(self.label_groups))
 
     # ------------------------------------------------------------------ helpers
 
@@ -236,31 +252,44 @@ def plan_night(spec: NightSpec) -> Plan:
     n_cramps = sp.n_cramps if sp.n_cramps is not None else int(rng.integers(1, 5))
     for i in range(n_cramps):
         cramps.plan_cramp(p, rng, occ, i)
+        p.mark("cramp")
     for _ in range(stochastic_count(rng, sp.walks_per_8h, scale8, one)):
         behaviour.plan_walk(p, rng, occ)
+        p.mark("walk")
     for j in range(stochastic_count(rng, sp.plm_series_per_8h, scale8, one)):
         behaviour.plan_plm(p, rng, occ, j + 1)
+        p.mark("plm")
     for _ in range(stochastic_count(rng, sp.resting_tone_per_8h, scale8, one)):
         behaviour.plan_tone(p, rng, occ)
+        p.mark("resting_tone")
     for _ in range(stochastic_count(rng, sp.twitch_episodes_per_8h, scale8, one)):
         behaviour.plan_twitches(p, rng, occ, None)
+        p.mark("twitches")
     for _ in range(stochastic_count(rng, sp.stretches_per_hour, sp.hours, one)):
         behaviour.plan_stretch(p, rng, occ)
+        p.mark("stretch")
     for _ in range(stochastic_count(rng, sp.turns_per_hour, sp.hours, one)):
         behaviour.plan_turn(p, rng, occ)
+        p.mark("turn")
     # artifacts: anywhere (lead-off never during a cramp)
     for _ in range(stochastic_count(rng, sp.pops_per_hour, sp.hours, one)):
         artifacts.plan_pop(p, rng)
+        p.mark("pop")
     for _ in range(stochastic_count(rng, sp.lead_offs_per_8h, scale8, one)):
         artifacts.plan_lead_off(p, rng)
+        p.mark("lead_off")
     for _ in range(stochastic_count(rng, sp.mains_episodes_per_8h, scale8, one)):
         artifacts.plan_mains(p, rng, continuous=False)
+        p.mark("mains")
     if rng.random() < sp.mains_continuous_probability:
         artifacts.plan_mains(p, rng, continuous=True)
+        p.mark("mains")
     for _ in range(stochastic_count(rng, sp.ecg_episodes_per_8h, scale8, one)):
         artifacts.plan_ecg(p, rng)
+        p.mark("ecg")
     for _ in range(stochastic_count(rng, sp.drift_episodes_per_8h, scale8, one)):
         artifacts.plan_drift(p, rng)
+        p.mark("drift")
 
     # the randomised families' additions: own streams, nothing drawn when off
     def extra(key, rate):
@@ -272,16 +301,21 @@ def plan_night(spec: NightSpec) -> Plan:
     n, r = extra(60, sp.stand_trips_per_8h)
     for _ in range(n):
         behaviour.plan_stand_trip(p, r, occ)
+        p.mark("stand")
     n, r = extra(61, sp.sits_per_8h)
     for _ in range(n):
         behaviour.plan_sit(p, r, occ)
+        p.mark("sit")
     n, r = extra(62, sp.leg_movements_per_8h)
     for _ in range(n):
         behaviour.plan_leg_movements(p, r, occ)
+        p.mark("leg_movement")
     n, r = extra(63, sp.loose_electrodes_per_8h)
     for _ in range(n):
         artifacts.plan_loose_electrode(p, r)
+        p.mark("loose_electrode")
     floor_gain = artifacts.plan_floor_gain(p, rng_for(sp.seed, 64))
+    p.mark("floor")
 
     p.postures.resolve(rng)
 
@@ -289,8 +323,13 @@ def plan_night(spec: NightSpec) -> Plan:
         n, r = extra(65, sp.imu_faults_per_8h)
         for _ in range(n):
             artifacts.plan_imu_fault(p, r, acc_bias)
+            p.mark("imu_fault")
 
-    p.labels.sort(key=lambda lab: (lab.onset_s, lab.offset_s, lab.kind))
+    p.mark("other")
+    order = sorted(range(len(p.labels)),
+                   key=lambda i: (p.labels[i].onset_s, p.labels[i].offset_s, p.labels[i].kind))
+    p.labels = [p.labels[i] for i in order]
+    p.label_groups = [p.label_groups[i] for i in order]
     expected = expected_kinds(sp)
     missing = [k for k in expected if k not in {lab.kind for lab in p.labels}]
     if one and missing and not (sp.n_cramps == 0 and missing == ["cramp"]):
@@ -312,4 +351,6 @@ def plan_night(spec: NightSpec) -> Plan:
         acc_noise_g=acc_noise_g,
         acc_bias=acc_bias,
         max_effort_rms_uv=p.max_effort_rms_uv,
+        event_groups=p.event_groups,
+        label_groups=p.label_groups,
     )

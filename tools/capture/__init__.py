@@ -3,8 +3,18 @@
 Runs in the foreground (systemd or a terminal runs it): records every sample
 and event to a crash-safe recording, detects cramps live with the same
 pipeline as ``crampwatch replay``, and logs them to the SQLite episode log.
-The work is done by :class:`crampwatch.tools._daemon.CaptureDaemon`; see
-``docs/capture.md`` for running it every night.
+The work is done by :class:`crampwatch.tools.capture.daemon.CaptureDaemon`; see
+``docs/capture.md`` for running it every night.  The package's modules:
+
+- ``config``: ``[capture]`` settings (:class:`~.config.CaptureConfig`) and loading the file;
+- ``daemon``: the loop: source -> recording + live detection -> episode log;
+- ``night_file``: the night's recording, continuing it after a restart, noon, ``stop_at``;
+- ``warmup``: replaying a continued recording into the detector;
+- ``hook``: the command run at each cramp onset;
+- ``systemd``: ``sd_notify`` and the watchdog;
+- ``status``: the live status line;
+- ``trace_tap``: per-minute summaries and signal quality from the detector's trace;
+- ``summary``: the night's summary printed at the end.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import logging
 import signal
 import sys
 
-from crampwatch.tools.capture_config import load_config
+from crampwatch.tools.capture.config import load_config
 
 HELP = "record a night, detect cramps live and log them (the overnight daemon)"
 DESCRIPTION = """Record a night from a board (or the simulated board) to a crash-safe recording,
@@ -43,7 +53,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from crampwatch.tools._daemon import CaptureDaemon
+    from crampwatch.tools.capture.daemon import CaptureDaemon
 
     loaded = load_config(args.config, args.overrides)
     changes = {k: v for k, v in (("source", args.source), ("out_dir", args.out),

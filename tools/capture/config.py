@@ -5,6 +5,7 @@ A config file has two tables, both optional::
     [capture]                       # this module: where from, where to, what else
     source = "serial:///dev/ttyUSB0?board=cyton"
     hook = "paplay /usr/share/sounds/freedesktop/stereo/bell.oga"
+    channels = { "EMG L" = "left_calf", "EMG R" = "right_calf" }
 
     [detector]                      # crampwatch.detector.DetectorConfig
     min_duration_s = 10.0
@@ -33,9 +34,11 @@ import shlex
 import typing
 from dataclasses import dataclass, fields
 
-from crampwatch._validate import check_number, check_text, read_toml
-from crampwatch.detector.config import DetectorConfig, _doc
+from crampwatch._validate import builtin_type_name, check_number, check_text, field_docs, read_toml
+from crampwatch._validate import documented as _doc
+from crampwatch.detector.config import DetectorConfig
 from crampwatch.errors import ConfigError
+from crampwatch.sites import normalize_site
 
 __all__ = ["CaptureConfig", "LoadedConfig", "RANGES", "default_config_path", "load_config"]
 
@@ -43,10 +46,12 @@ CONFIG_ENV = "CRAMPWATCH_CONFIG"
 CONFIG_NAME = "crampwatch.toml"
 
 
-#: key -> (lowest, highest) allowed value of every number of [capture], both included:
-#: what the daemon can work with (a zero or infinite interval stops its threads)
 #: longest string value (a URL, a path, a hook command)
 MAX_TEXT = 4096
+#: longest channel label of [capture] channels (an EDF label has 16 characters)
+MAX_LABEL = 64
+#: most channels watched at once (the boards stream at most 8 EMG channels)
+MAX_CHANNELS = 16
 
 
 def _unit(name: str) -> str:
@@ -69,8 +74,15 @@ class CaptureConfig:
         "episode log, SQLite ('' = episodes.sqlite under the data directory; --db overrides)",
         default="")
     emg_channel: str = _doc(
-        "label of the EMG channel the detector watches ('' = the board's first EMG channel; "
-        "every channel is recorded)", default="")
+        "label of the one EMG channel the detector watches ('' = the board's first EMG "
+        "channel, or the channels below; every channel is recorded)", default="")
+    channels: dict = _doc(
+        "the EMG channels to watch, each with its body site: a table of channel label = site, "
+        "e.g. { \"EMG L\" = \"left_calf\", \"EMG R\" = \"right_calf\" } (sites: left_calf, "
+        "right_calf, left_tibialis, right_tibialis, left_foot, right_foot or free text); each "
+        "runs its own detector and every episode carries its site; labels must be the board's "
+        "({} = one channel, as emg_channel says); --set channels='EMG L=left_calf,EMG R=right_calf'",
+        default_factory=dict)
     stall_s: float = _doc(
         "live boards: no byte for this long counts as a disconnect, then reconnect with backoff "
         "all night (s; a stall_s= in the source URL wins)", default=5.0, lo=0.1, hi=3600.0)
@@ -118,9 +130,14 @@ class CaptureConfig:
                     unit=_unit(f.name)))
             elif f.type in (str, "str"):
                 check_text(f.name, v, MAX_TEXT, where=where)
+            elif f.type in (dict, "dict"):
+                object.__setattr__(self, f.name, parse_channels(v, where=where))
             elif f.type in (bool, "bool") and not isinstance(v, bool):
                 raise ConfigError(f"{where} {f.name}={v!r} is not a valid bool (true or false)",
                                   key=f.name)
+        if self.channels and self.emg_channel:
+            raise ConfigError(f"{where}: emg_channel={self.emg_channel!r} and channels are both "
+                              "set: name the watched channels in channels only", key="channels")
         if self.status_line not in ("auto", "on", "off"):
             raise ConfigError(f"config [capture] status_line={self.status_line!r}: use auto, on "
                               "or off", key="status_line")
@@ -140,7 +157,7 @@ class CaptureConfig:
     @classmethod
     def field_docs(cls) -> list[tuple[str, str, object]]:
         """``(name, doc, default)`` for every key, in declaration order."""
-        return [(f.name, f.metadata.get("doc", ""), f.default) for f in fields(cls)]
+        return field_docs(cls)
 
     def replace(self, **changes) -> CaptureConfig:
         """A copy with some keys changed (values converted and checked)."""
@@ -181,7 +198,61 @@ def parse_clock(text: str) -> tuple[int, int] | None:
     return (h, mi) if h < 24 and mi < 60 else None
 
 
+def parse_channels(value, where: str = "config [capture]") -> dict:
+    """``[capture] channels`` as {channel label: site}: from a TOML table or from
+    ``"LABEL=SITE,LABEL=SITE"`` (``--set``); sites normalised
+    (:func:`crampwatch.sites.normalize_site`), labels and sites distinct.
+
+    Examples
+    --------
+    >>> parse_channels("EMG L=left calf, EMG R=Right_Calf")
+    {'EMG L': 'left_calf', 'EMG R': 'right_calf'}
+    >>> parse_channels({"EMG L": "calf", "emg l": "foot"})
+    Traceback (most recent call last):
+    ...
+    crampwatch.errors.ConfigError: config [capture] channels: the label 'emg l' is named twice
+    """
+    if isinstance(value, str):
+        items = {}
+        for part in (p for p in value.split(",") if p.strip()):
+            if "=" not in part:
+                raise ConfigError(f"{where} channels: {part.strip()!r} is not LABEL=SITE",
+                                  key="channels")
+            label, site = part.split("=", 1)
+            if label.strip().lower() in (k.lower() for k in items):
+                raise ConfigError(f"{where} channels: the label {label.strip()!r} is named "
+                                  "twice", key="channels")
+            items[label.strip()] = site.strip()
+        value = items
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} channels: must be a table of channel label = site, not "
+                          f"{builtin_type_name(value)}", key="channels")
+    if len(value) > MAX_CHANNELS:
+        raise ConfigError(f"{where} channels: {len(value)} channels; allowed: at most "
+                          f"{MAX_CHANNELS}", key="channels")
+    out: dict = {}
+    for label, site in value.items():
+        check_text("channels", label, MAX_LABEL, where=where)
+        if not label.strip():
+            raise ConfigError(f"{where} channels: a channel label is blank", key="channels")
+        if not isinstance(site, str):
+            raise ConfigError(f"{where} channels: the site of {label!r} must be a string, not "
+                              f"{builtin_type_name(site)}", key="channels")
+        check_text("channels", site, MAX_LABEL, where=where)
+        if label.strip().lower() in (k.lower() for k in out):
+            raise ConfigError(f"{where} channels: the label {label.strip()!r} is named twice",
+                              key="channels")
+        norm = normalize_site(site)
+        if norm in out.values():
+            raise ConfigError(f"{where} channels: the site {norm!r} is given to two channels "
+                              "(each watched channel needs its own site)", key="channels")
+        out[label.strip()] = norm
+    return out
+
+
 def _convert(key: str, raw, typ, where: str):
+    if typ is dict:
+        return parse_channels(raw, where=where)
     try:
         if typ is bool:
             if isinstance(raw, bool):

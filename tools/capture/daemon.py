@@ -10,12 +10,20 @@ waits on the disk:
 - every block and event goes to a :class:`~crampwatch.firmware_bridge.recording.CaptureWriter`
   (its own thread writes and fsyncs; a full or unwritable disk pauses the
   recording, not the detection);
-- every block is fed to the very :class:`~crampwatch.detector.Pipeline` that
-  replay uses, with the values as the recording stores them (float32), so
-  replaying the recording gives the same episodes;
+- every block is fed to the very detector that replay uses
+  (:class:`~crampwatch.detector.multi.MultiPipeline`: one pipeline per watched
+  channel, ``[capture] channels``, see :mod:`.channels`), with the values as
+  the recording stores them (float32), so replaying the recording with the
+  same channels gives the same episodes, per site;
 - episodes go to the SQLite :class:`~crampwatch.tools.episode_log.EpisodeLog`
-  when their onset is confirmed (``open``) and again at their end; per-minute
-  signal summaries and the recording's row are updated as the night goes on.
+  (through its methods: no SQL here) with their site and channel when their
+  onset is confirmed (``open``) and again at their end; per-minute signal
+  summaries (per site) and the recording's row are updated as the night goes on.
+
+The other jobs live next door: the night's file (:mod:`.night_file`), the
+warm-up of a continued recording (:mod:`.warmup`), the onset hook
+(:mod:`.hook`), systemd (:mod:`.systemd`), the status line (:mod:`.status`),
+the per-minute summaries (:mod:`.trace_tap`) and the summary (:mod:`.summary`).
 
 One night is one recording, ``crampwatch-YYYY-MM-DD.cwrec`` (the date of the
 evening).  A restart the same night appends a new segment to it and continues
@@ -28,8 +36,8 @@ Examples
 --------
 A 6 min simulated night as fast as possible (writes under ``$CRAMPWATCH_HOME``)::
 
-    from crampwatch.tools._daemon import CaptureDaemon
-    from crampwatch.tools.capture_config import load_config
+    from crampwatch.tools.capture.daemon import CaptureDaemon
+    from crampwatch.tools.capture.config import load_config
     cfg = load_config(None, ["source=sim://?seed=2&hours=0.1&speed=max"])
     summary = CaptureDaemon(cfg.capture, cfg.detector).run()
     print(summary.text())
@@ -37,19 +45,12 @@ A 6 min simulated night as fast as possible (writes under ``$CRAMPWATCH_HOME``):
 
 from __future__ import annotations
 
-import collections
 import fcntl
 import logging
 import math
 import os
-import shlex
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -58,19 +59,28 @@ import numpy as np
 
 from crampwatch._files import ensure_private_dir, private_fd
 from crampwatch._text import sanitize_text
-from crampwatch.detector import DetectorConfig, EpisodeEnded, EpisodeStarted, Pipeline
-from crampwatch.detector.pipeline import LABELS
+from crampwatch.detector import DetectorConfig, EpisodeEnded, EpisodeStarted
+from crampwatch.detector.multi import MultiPipeline
 from crampwatch.errors import ConfigError, CrampwatchError, InputFileError
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent, StreamInfo
 from crampwatch.models import load_model
-from crampwatch.tools.capture_config import CaptureConfig, parse_clock
+from crampwatch.sites import site_label
+from crampwatch.tools.capture.channels import Watched, watched_channels
+from crampwatch.tools.capture.config import CaptureConfig
+from crampwatch.tools.capture.hook import HookRunner
+from crampwatch.tools.capture.night_file import (STOP_AT_GRACE_H, choose_file, fresh_path,
+                                                 next_noon, stop_time)
+from crampwatch.tools.capture.status import StatusLine, status_text
+from crampwatch.tools.capture.summary import NightSummary, local_text
+from crampwatch.tools.capture.systemd import sd_notify, watchdog_interval_s
+from crampwatch.tools.capture.trace_tap import TraceTap
+from crampwatch.tools.capture.warmup import Warmup
 from crampwatch.tools.episode_log import EpisodeLog, minute_rows, night_date
 
-__all__ = ["CaptureDaemon", "HookRunner", "NightSummary", "recording_name", "sd_notify"]
+__all__ = ["CaptureDaemon"]
 
 log = logging.getLogger(__name__)
 
-_BAD_LABELS = (LABELS.index("nodata"), LABELS.index("artifact"))
 _PENDING_MAX = 20_000          # items kept while no recording is open yet
 #: the detector is fed in chunks of at least this much EMG (s): it decides once per
 #: step_s (1 s) anyway, and a call per tiny block costs more than the samples in it
@@ -82,292 +92,6 @@ LOOP_S = 0.1
 DB_BUSY_S = 2.0
 #: corrupt frames reported one by one in the journal, then only counted
 CORRUPT_LOGGED = 10
-
-
-# --------------------------------------------------------------------------- systemd
-def sd_notify(message: str, environ=None) -> bool:
-    """Send ``message`` (``"READY=1"``, ``"WATCHDOG=1"``, ``"STATUS=..."``) to
-    systemd's notification socket ``$NOTIFY_SOCKET``; False if there is none.
-
-    The protocol is one AF_UNIX datagram; an address starting with ``@`` is
-    in the abstract namespace.  Nothing is sent, and nothing fails, when the
-    daemon does not run under systemd.
-
-    Examples
-    --------
-    >>> sd_notify("READY=1", environ={})
-    False
-    """
-    env = os.environ if environ is None else environ
-    addr = env.get("NOTIFY_SOCKET")
-    if not addr:
-        return False
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(addr)
-            # never wait: a manager that does not read must not stall the capture
-            sock.send(message.encode("utf-8", "replace"), socket.MSG_DONTWAIT)
-        return True
-    except OSError as exc:
-        log.debug("sd_notify(%r) failed: %s", message[:40], exc)
-        return False
-
-
-def watchdog_interval_s(environ=None) -> float | None:
-    """Half of systemd's ``WatchdogSec`` (``$WATCHDOG_USEC``) if it applies to us."""
-    env = os.environ if environ is None else environ
-    usec = env.get("WATCHDOG_USEC")
-    pid = env.get("WATCHDOG_PID")
-    if not usec or (pid and pid.isdigit() and int(pid) != os.getpid()):
-        return None
-    try:
-        value = int(usec)
-    except ValueError:
-        return None
-    return value / 2e6 if value > 0 else None
-
-
-# --------------------------------------------------------------------------- hook
-class HookRunner:
-    """Run the user's command at each episode onset, without waiting for it.
-
-    The command is split like a shell would (``shlex``) but run without one;
-    the episode is in ``CRAMPWATCH_*`` environment variables.  A command that
-    is still running after ``timeout_s`` is killed (with its process group);
-    failures are logged, never fatal.
-
-    Examples
-    --------
-    >>> hooks = HookRunner("true", timeout_s=5.0)
-    >>> hooks.run({"CRAMPWATCH_EVENT": "onset"})
-    True
-    >>> hooks.close()
-    """
-
-    def __init__(self, command: str, timeout_s: float = 30.0):
-        self.command = command
-        self.argv = shlex.split(command)
-        self.timeout_s = float(timeout_s)
-        self._procs: list[tuple[subprocess.Popen, float]] = []
-        self.started = 0
-        self.failed = 0
-        exe = self.argv[0]
-        if shutil.which(exe) is None:
-            raise ConfigError(f"config [capture] hook: command {exe!r} not found (give a full "
-                              "path or a command on PATH)", key="hook")
-
-    def run(self, env: dict) -> bool:
-        """Start the command with ``env`` added to the environment."""
-        self.reap()
-        try:
-            proc = subprocess.Popen(self.argv, env={**os.environ, **env},
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        except OSError as exc:
-            self.failed += 1
-            log.error("hook %r could not be started: %s", self.command, exc)
-            return False
-        self.started += 1
-        self._procs.append((proc, time.monotonic() + self.timeout_s))
-        return True
-
-    def reap(self) -> None:
-        """Collect finished hooks, kill overdue ones (call it now and then)."""
-        keep = []
-        now = time.monotonic()
-        for proc, deadline in self._procs:
-            rc = proc.poll()
-            if rc is None and now > deadline:
-                log.warning("hook %r still running after %g s: killed", self.command,
-                            self.timeout_s)
-                _kill_group(proc)
-                rc = proc.wait()
-            if rc is None:
-                keep.append((proc, deadline))
-            elif rc != 0:
-                self.failed += 1
-                log.warning("hook %r exited with status %d", self.command, rc)
-        self._procs = keep
-
-    def close(self, wait_s: float = 5.0) -> None:
-        """Wait a little for running hooks, then kill what is left."""
-        deadline = time.monotonic() + wait_s
-        for proc, _ in self._procs:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                proc.wait()
-        self._procs = []
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        try:
-            proc.kill()
-        except OSError:
-            pass
-
-
-# --------------------------------------------------------------------------- status line
-class StatusLine:
-    """A carriage-return updated line on a terminal; log records clear it first."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.shown = False
-        self._filtered: list[logging.Handler] = []
-
-    def attach_logging(self) -> None:
-        for h in logging.getLogger().handlers:
-            h.addFilter(self._before_log)
-            self._filtered.append(h)
-
-    def _before_log(self, record) -> bool:
-        self.clear()
-        return True
-
-    def show(self, text: str) -> None:
-        width = shutil.get_terminal_size((100, 24)).columns
-        text = sanitize_text(text, max(20, width - 1))     # device strings in it: no escapes
-        self.stream.write("\r\x1b[K" + text)
-        self.stream.flush()
-        self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.shown = False
-
-    def close(self) -> None:
-        self.clear()
-        for h in self._filtered:
-            h.removeFilter(self._before_log)
-        self._filtered = []
-
-
-# --------------------------------------------------------------------------- trace
-class _TraceTap:
-    """Per-step rows from the pipeline -> per-minute summaries and the recent quality."""
-
-    def __init__(self, step_s: float):
-        self.step_s = step_s
-        self.pending: list = []
-        self.recent: collections.deque = collections.deque(maxlen=max(1, round(60 / step_s)))
-        self.columns = Pipeline.TRACE_COLUMNS
-
-    def poll(self, pipe: Pipeline) -> None:
-        rows = pipe.drain_trace()     # memory stays flat all night
-        if rows:
-            self.pending.extend(rows)
-            self.recent.extend(rows)
-
-    def take_minutes(self, final: bool = False) -> dict | None:
-        """Columns of the rows of every complete minute (all rows if ``final``)."""
-        if not self.pending:
-            return None
-        ti = self.columns.index("t_end_s")
-
-        def minute(row):          # the minute a step belongs to, as minute_rows() counts
-            return math.floor((row[ti] - self.step_s) / 60.0)
-        if final:
-            k = len(self.pending)
-        else:
-            last = minute(self.pending[-1])
-            k = 0
-            while k < len(self.pending) and minute(self.pending[k]) < last:
-                k += 1
-        if k == 0:
-            return None
-        arr = np.asarray(self.pending[:k], dtype=np.float64).reshape(k, len(self.columns))
-        del self.pending[:k]
-        return {c: arr[:, i] for i, c in enumerate(self.columns)}
-
-    def quality(self) -> tuple[float | None, float | None]:
-        """(fraction of usable steps in the last minute, last envelope level in uV)."""
-        if not self.recent:
-            return None, None
-        li, ri = self.columns.index("label"), self.columns.index("rms_uv")
-        good = sum(1 for r in self.recent if int(r[li]) not in _BAD_LABELS) / len(self.recent)
-        return good, float(self.recent[-1][ri])
-
-
-# --------------------------------------------------------------------------- names
-def recording_name(night: str, start_local: datetime | None = None) -> str:
-    """``crampwatch-NIGHT.cwrec``, or with the start time when the night's first
-    file cannot be continued (``crampwatch-NIGHT-HHMMSS.cwrec``)."""
-    if start_local is None:
-        return f"crampwatch-{night}.cwrec"
-    return f"crampwatch-{night}-{start_local.strftime('%H%M%S')}.cwrec"
-
-
-def _with_stall(url: str, stall_s: float) -> str:
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in ("serial", "socket", "ble") or "stall_s=" in url:
-        return url
-    return url + ("&" if "?" in url else "?") + f"stall_s={stall_s:g}"
-
-
-def _utc(t_s: float) -> datetime:
-    return datetime.fromtimestamp(t_s, timezone.utc)
-
-
-def _local(dt: datetime) -> str:
-    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _hms(seconds: float) -> str:
-    s = int(max(0.0, seconds))
-    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-# --------------------------------------------------------------------------- warm-up
-class _Warmup(threading.Thread):
-    """Replay the part of a resumed recording that earlier sessions wrote, into a
-    new pipeline, while the daemon records on (it reads only records before the
-    new segment: indices below each stream's end)."""
-
-    def __init__(self, path: str, ends: dict, pipe: Pipeline, emg_col: int, acc_cols):
-        super().__init__(name="crampwatch-warmup", daemon=True)
-        self.path, self.ends, self.pipe = path, dict(ends), pipe
-        self.emg_col, self.acc_cols = emg_col, acc_cols
-        self.events: list = []
-        self.error: BaseException | None = None
-        self.abort = threading.Event()
-        self.samples = 0
-
-    def run(self) -> None:
-        from crampwatch.firmware_bridge.recording import iter_records
-        todo = {s for s, e in self.ends.items() if e > 0}
-        try:
-            for rec in iter_records(self.path):
-                if self.abort.is_set() or not todo:
-                    break
-                if rec.type != "samples":
-                    continue
-                v = rec.value
-                end = self.ends.get(v.stream, 0)
-                if v.first_index >= end:
-                    continue
-                data = v.data[:end - v.first_index]
-                if v.stream == "emg":
-                    data = data[:, [self.emg_col]]
-                    self.samples += data.shape[0]
-                elif self.acc_cols is None:
-                    data = None
-                else:
-                    data = data[:, self.acc_cols]
-                if data is not None:
-                    self.events += self.pipe.feed(SampleBlock(v.stream, v.fs_hz, v.first_index,
-                                                              data))
-                if v.first_index + v.n_samples >= end:
-                    todo.discard(v.stream)
-        except Exception as exc:          # a damaged file: detection starts afresh
-            self.error = exc
 
 
 # --------------------------------------------------------------------------- state
@@ -382,18 +106,18 @@ class _Recording:
     start_utc: datetime
     emg_info: StreamInfo
     acc_info: StreamInfo | None
-    emg_col: int
+    watched: Watched                              # the EMG channels the detector watches
     acc_cols: list | None
     writer: object
     resumed: bool
     ends: dict                                    # stream -> end index before this session
     offsets: dict = field(default_factory=dict)   # stream -> file index - source index
     held: dict = field(default_factory=dict)      # stream -> events waiting for its offset
-    pipe: Pipeline | None = None
-    tap: _TraceTap | None = None
-    warmup: _Warmup | None = None
+    pipe: MultiPipeline | None = None             # one pipeline per watched channel
+    taps: dict = field(default_factory=dict)      # site -> TraceTap
+    warmup: Warmup | None = None
     backlog: list = field(default_factory=list)   # blocks for the pipeline during warm-up
-    rows: dict = field(default_factory=dict)      # detector episode id -> SQLite row id
+    rows: dict = field(default_factory=dict)      # (site, detector episode id) -> SQLite row
     emg_end: int = 0                              # file index one past the last EMG sample
     session_first: int | None = None              # file index of this session's first EMG sample
     emg_limit: int | None = None                  # --duration: stop at this file index
@@ -413,71 +137,13 @@ class _Recording:
     unstored_base: int = 0                        # EMG samples earlier sessions could not store
     unsaved_minutes: list = field(default_factory=list)   # rows the log could not take yet
     unsaved_gaps: list = field(default_factory=list)      # add_gap arguments, likewise
-    unsaved_episodes: list = field(default_factory=list)  # (row or None, ep, status)
+    unsaved_episodes: list = field(default_factory=list)  # (row or None, site, ep, status)
 
+    @property
+    def channels(self) -> str:
+        """The watched channels' labels, comma-separated (the recording row's channel)."""
+        return ",".join(self.watched.labels)
 
-@dataclass
-class NightSummary:
-    """What the daemon did (returned by :meth:`CaptureDaemon.run`)."""
-
-    stop_reason: str = ""
-    night: str | None = None
-    recordings: list = field(default_factory=list)   # SQLite recording rows of the night
-    episodes: list = field(default_factory=list)     # SQLite episode rows of the night
-    gaps: list = field(default_factory=list)         # SQLite gap rows of the night
-    session_signal_s: float = 0.0
-    recording_ok: bool = True
-    recording_error: str | None = None
-    samples_dropped: int = 0
-    samples_unwritten: int = 0
-    unstored_s: float = 0.0                         # EMG time seen but not in the file
-    file_missing: bool = False                      # the recording file was never created
-    failure: str | None = None                      # why the capture stopped on its own
-    exit_status: int = 0                            # of ``crampwatch capture``
-
-    def text(self) -> str:
-        """The night's summary as people read it (local times)."""
-        if self.night is None:
-            return f"crampwatch capture: stopped ({self.stop_reason}) before any sample arrived"
-        out = [(f"crampwatch capture: night of {self.night}, stopped ({self.stop_reason}); "
-                f"{self.session_signal_s / 3600:.2f} h of signal this session")]
-        for r in self.recordings:
-            fs = r.get("emg_fs_hz") or 1.0
-            started = datetime.fromisoformat(r["started_utc"])
-            ended = datetime.fromisoformat(r["ended_utc"]) if r.get("ended_utc") else started
-            out.append(f"  {r['path']}: {_local(started)} to {_local(ended)[11:]}, "
-                       f"{(r['samples'] or 0) / fs / 3600:.2f} h, {r['samples'] or 0} EMG samples, "
-                       f"{r['gap_samples'] or 0} missing ({(r['gap_samples'] or 0) / fs:.1f} s)")
-        if self.gaps:
-            lost = sum(g["duration_s"] or 0.0 for g in self.gaps if g["stream"] == "emg")
-            out.append(f"  {sum(1 for g in self.gaps if g['stream'] == 'emg')} EMG gap(s), "
-                       f"{lost:.1f} s without signal")
-        if self.failure:
-            out.append(f"  FAILED: {sanitize_text(self.failure, 300)}")
-        lost = self.samples_dropped + self.samples_unwritten
-        if not self.recording_ok or lost or self.file_missing:
-            out.append(f"  recording trouble: "
-                       f"{sanitize_text(self.recording_error or 'disk too slow', 300)}; "
-                       f"{lost} samples could not be stored ({self.unstored_s:.1f} s of EMG; "
-                       f"{self.samples_dropped} dropped while the disk failed, stored as gaps, "
-                       f"{self.samples_unwritten} still unwritten at the end)")
-            if self.file_missing:
-                out.append("  NO RECORDING FILE was written this session: only the episode "
-                           "log holds the night")
-        n = len(self.episodes)
-        out.append(f"  {n} episode{'s' if n != 1 else ''}" + (":" if n else ""))
-        if n:
-            out.append(f"    {'#':>4}  {'onset (local)':<19}  {'offset':<8}  {'dur s':>6}  "
-                       f"{'peak uV':>7}  {'conf':>4}  status")
-            for e in self.episodes:
-                onset = datetime.fromisoformat(e["onset_utc"])
-                off = _local(datetime.fromisoformat(e["offset_utc"]))[11:] \
-                    if e.get("offset_utc") else "-"
-                dur = f"{e['duration_s']:.1f}" if e.get("duration_s") is not None else "-"
-                out.append(f"    {e['episode_id']:>4}  {_local(onset):<19}  {off:<8}  {dur:>6}  "
-                           f"{e['peak_rms_uv'] or 0:>7.1f}  {e['confidence'] or 0:>4.2f}  "
-                           f"{e['status']}")
-        return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- the daemon
@@ -585,7 +251,7 @@ class CaptureDaemon:
         try:
             try:
                 self.db = EpisodeLog(self.db_path)
-                self.db.db.execute(f"PRAGMA busy_timeout={int(DB_BUSY_S * 1000)}")
+                self.db.set_busy_timeout(DB_BUSY_S)
             except (OSError, sqlite3.Error) as exc:
                 raise CrampwatchError(f"cannot open the episode log {self.db_path}: "
                                       f"{exc}") from exc
@@ -631,13 +297,12 @@ class CaptureDaemon:
         so the truncated episodes end at the last recorded sample."""
         from crampwatch.firmware_bridge.recording import open_capture
         try:
-            rows = self.db.db.execute(
-                "SELECT DISTINCT r.recording_id, r.path, r.ended_utc FROM episodes e "
-                "JOIN recordings r USING (recording_id) WHERE e.status='open'").fetchall()
+            rows = self.db.recordings_with_open_episodes()
         except sqlite3.Error as exc:
             self._db_error(exc)
             return
-        for rec_id, path, ended in rows:
+        for row in rows:
+            rec_id, path, ended = row["recording_id"], row["path"], row["ended_utc"]
             try:
                 with open_capture(path) as reader:
                     if reader.segments[-1].closed:
@@ -760,7 +425,7 @@ class CaptureDaemon:
             rec.gap_samples += n
             log.log(logging.WARNING if n >= fs or cause == "restart" else logging.INFO,
                     "capture: %d EMG samples (%.2f s) missing from %s (%s)", n, n / fs,
-                    _local(t0), cause)
+                    local_text(t0), cause)
         args = (stream, first, n, t0, n / fs, cause)
         if rec.unsaved_gaps or rec.rec_id is None or not self._db_ok(self.db.add_gap,
                                                                       rec.rec_id, *args):
@@ -869,14 +534,14 @@ class CaptureDaemon:
                 rec.emg_end = first + data.shape[0]
                 self.session_samples += data.shape[0]
                 if self.lsl is not None:
-                    self.lsl.push(block.data[:, rec.emg_col], first, host)
+                    self.lsl.push(block.data[:, rec.watched.columns[0]], first, host)
         if b.stream == "emg" and limit is not None and rec.emg_end >= limit:
             self.request_stop(f"--duration {self.duration_s:g} s of signal")
 
     def _detect(self, rec: _Recording, block: SampleBlock) -> None:
         # the values exactly as the recording stores them (float32), so replay agrees
         if block.stream == "emg":
-            data = block.data[:, [rec.emg_col]].astype(np.float32)
+            data = block.data[:, rec.watched.columns].astype(np.float32)
         elif rec.acc_cols is not None:
             data = block.data[:, rec.acc_cols].astype(np.float32)
         else:
@@ -929,25 +594,19 @@ class CaptureDaemon:
             emg_info = StreamInfo("emg", b.fs_hz, tuple(f"emg{k + 1}"
                                                         for k in range(b.data.shape[1])), "uV")
         acc_info = info.get("acc")
-        emg_col = 0
-        if self.cfg.emg_channel:
-            lower = [c.lower() for c in emg_info.channels]
-            if self.cfg.emg_channel.lower() not in lower:
-                raise ConfigError(f"config [capture] emg_channel={self.cfg.emg_channel!r}: the "
-                                  f"board's EMG channels are {', '.join(emg_info.channels)}",
-                                  key="emg_channel")
-            emg_col = lower.index(self.cfg.emg_channel.lower())
+        watched = watched_channels(self.cfg, emg_info.channels)
         acc_cols = [0, 1, 2] if acc_info is not None and len(acc_info.channels) >= 3 else None
         host0 = b.host_time_s if b.host_time_s is not None else time.time()
         start_new = _utc(host0)
         night = night_date(start_new)
         _can_mkdir(self.out_dir)      # if it fails, the writer says so and retries
-        path, resume, start_utc, ends = self._choose_file(night, start_new, host0, emg_info,
-                                                          acc_info)
+        path, resume, start_utc, ends = choose_file(self.out_dir, night, start_new, host0,
+                                                     emg_info.fs_hz)
         header = RecordingHeader(
             emg=emg_info, acc=acc_info, board=self.board or self.src.url.split(":", 1)[0],
             source_url=self.src.url, start_time=start_utc,
-            extra={"night": night, "detector_channel": emg_info.channels[emg_col],
+            extra={"night": night, "detector_channel": watched.labels[0],
+                   "detector_channels": dict(zip(watched.labels, watched.sites)),
                    "detector_config": self.det.to_dict()})
         kw = dict(fsync_interval_s=self.cfg.fsync_interval_s,
                   queue_max_bytes=int(self.cfg.write_queue_mb * 2**20),
@@ -958,36 +617,35 @@ class CaptureDaemon:
             if not resume:
                 raise
             log.warning("capture: cannot continue %s (%s); starting a new recording", path, exc)
-            path = self._fresh_path(night, start_new)
+            path = fresh_path(self.out_dir, night, start_new)
             resume, start_utc, ends = False, start_new, {}
             header.start_time = start_utc
             writer = CaptureWriter(path, header, append=False, **kw)
         night = night_date(start_utc)
         night_id = self._db_call(self.db.night_for, start_utc)
         rec_id = self._db_call(self.db.add_recording, night_id, path, start_utc,
-                               source=self.src.url, channel=emg_info.channels[emg_col],
+                               source=self.src.url, channel=",".join(watched.labels),
                                emg_fs_hz=emg_info.fs_hz,
                                acc_fs_hz=acc_info.fs_hz if acc_info else None)
         rec = _Recording(path=path, night=night, night_id=night_id, rec_id=rec_id,
                          start_utc=start_utc, emg_info=emg_info, acc_info=acc_info,
-                         emg_col=emg_col, acc_cols=acc_cols, writer=writer, resumed=resume,
+                         watched=watched, acc_cols=acc_cols, writer=writer, resumed=resume,
                          ends=ends, src_emg0=b.first_index)
-        rec.rollover_at = _next_noon(host0)
+        rec.rollover_at = next_noon(host0)
         if resume and rec_id is not None:
             try:
-                row = self.db.db.execute("SELECT gap_samples, unstored_samples FROM recordings "
-                                         "WHERE recording_id=?", (rec_id,)).fetchone()
-                rec.gap_samples = int(row[0] or 0) if row else 0
-                rec.unstored_base = int(row[1] or 0) if row else 0
+                row = self.db.recording(rec_id)
+                rec.gap_samples = int(row["gap_samples"] or 0) if row else 0
+                rec.unstored_base = int(row["unstored_samples"] or 0) if row else 0
             except sqlite3.Error as exc:
                 self._db_error(exc)
-        pipe = Pipeline(self.det, emg_fs_hz=emg_info.fs_hz,
-                        acc_fs_hz=acc_info.fs_hz if acc_cols is not None else None,
-                        confidence_model=load_model(), clock=time.monotonic)
-        rec.pipe = pipe
-        rec.tap = _TraceTap(pipe.step_n * pipe.frame_dt)
+        pipe = self._new_pipeline(rec)
+        if len(watched.labels) > 1 or self.cfg.channels:
+            log.info("capture: watching %s", ", ".join(
+                f"{label} ({site_label(site)})" for label, site in zip(watched.labels,
+                                                                         watched.sites)))
         if resume and any(ends.values()):
-            rec.warmup = _Warmup(path, ends, pipe, emg_col, acc_cols)
+            rec.warmup = Warmup(path, ends, pipe, watched.columns, acc_cols)
             rec.warmup.start()
             log.info("capture: continuing the night's recording %s; bringing the detector up "
                      "to date from its %.0f min of signal (in the background)", path,
@@ -1003,50 +661,6 @@ class CaptureDaemon:
         self.rec = rec
         self.night = night
         self._t_db = 0.0
-
-    def _choose_file(self, night, start_new, host0, emg_info, acc_info):
-        """The night's file to continue, or a new one: (path, resume, start_utc, ends)."""
-        from crampwatch.firmware_bridge.recording import open_capture
-        path = os.path.join(self.out_dir, recording_name(night))
-        candidates = sorted(
-            (p for p in _listdir(self.out_dir)
-             if p.startswith(f"crampwatch-{night}") and p.endswith(".cwrec")),
-            key=lambda p: _mtime(os.path.join(self.out_dir, p)))
-        if not candidates:
-            return path, False, start_new, {}
-        last = os.path.join(self.out_dir, candidates[-1])
-        try:
-            with open_capture(last) as reader:
-                hdr_start = reader.header.get("start_time_utc")
-                start = datetime.fromisoformat(hdr_start) if hdr_start else reader.start_time
-                ends = {}
-                end_t = None         # host time just after the last EMG sample
-                fs = reader.emg.fs_hz
-                for seg in reader.segments:
-                    for name, ext in seg.streams.items():
-                        ends[name] = max(ends.get(name, 0), ext.end_index)
-                        if name == "emg" and ext.last_host_time_s is not None:
-                            end_t = ext.last_host_time_s + ext.last_n / fs
-                if end_t is None:
-                    end_t = start.timestamp() + ends.get("emg", 0) / fs
-        except (InputFileError, OSError, KeyError, ValueError) as exc:
-            log.warning("capture: %s cannot be continued (%s); starting a new recording",
-                        last, exc)
-            return self._fresh_path(night, start_new), False, start_new, {}
-        if end_t > host0 + 1.0 or fs != emg_info.fs_hz:
-            # the new samples would not come after the file's (a replayed file, a clock
-            # step) or the rate differs: never mix them into the old file
-            return self._fresh_path(night, start_new), False, start_new, {}
-        return last, True, start, ends
-
-    def _fresh_path(self, night: str, start_new: datetime) -> str:
-        base = recording_name(night, start_new.astimezone())
-        path = os.path.join(self.out_dir, base)
-        k = 2
-        while os.path.exists(path):
-            path = os.path.join(self.out_dir, base.replace(".cwrec", f"-{k}.cwrec"))
-            k += 1
-        return path
 
     def _start_stream(self, rec: _Recording, b: SampleBlock) -> int:
         """Offset from the source's indices to the file's for a stream's first block."""
@@ -1071,6 +685,22 @@ class CaptureDaemon:
             self._record_event(ev)
         return off
 
+    def _new_pipeline(self, rec: _Recording) -> MultiPipeline:
+        """A fresh detector for the recording: one pipeline per watched channel."""
+        w = rec.watched
+        rec.pipe = MultiPipeline(self.det, rec.emg_info.fs_hz,
+                                 rec.acc_info.fs_hz if rec.acc_cols is not None else None,
+                                 w.labels, w.sites,
+                                 confidence_model=load_model(self.det.model_file or None),
+                                 clock=time.monotonic)
+        some = next(iter(rec.pipe.pipelines.values()))
+        rec.taps = {site: TraceTap(some.step_n * some.frame_dt) for site in w.sites}
+        return rec.pipe
+
+    def _poll_trace(self, rec: _Recording) -> None:
+        for site, rows in rec.pipe.drain_trace().items():      # memory stays flat all night
+            rec.taps[site].add(rows)
+
     def _close_recording(self, truncated: bool) -> None:
         rec = self.rec
         if rec is None:
@@ -1079,7 +709,7 @@ class CaptureDaemon:
         self._flush_detect(rec)
         if rec.warmup is None and rec.pipe is not None:
             self._episode_events(rec, rec.pipe.finish(truncated=truncated), live=True)
-            rec.tap.poll(rec.pipe)
+            self._poll_trace(rec)
             self._store_minutes(rec, final=True)
         for stream in list(rec.dropping):
             self._dropped(rec, stream, None, 0)
@@ -1119,10 +749,7 @@ class CaptureDaemon:
             log.warning("capture: could not replay the earlier part of %s (%s): detection "
                         "continues without it", rec.path, w.error,
                         exc_info=None if isinstance(w.error, CrampwatchError) else w.error)
-            rec.pipe = Pipeline(self.det, emg_fs_hz=rec.emg_info.fs_hz,
-                                acc_fs_hz=rec.acc_info.fs_hz if rec.acc_cols else None,
-                                confidence_model=load_model(), clock=time.monotonic)
-            rec.tap = _TraceTap(rec.pipe.step_n * rec.pipe.frame_dt)
+            self._new_pipeline(rec)
         else:
             log.info("capture: detector up to date (%.0f min of earlier signal replayed)",
                      w.samples / rec.emg_info.fs_hz / 60)
@@ -1133,83 +760,86 @@ class CaptureDaemon:
         self._flush_detect(rec)
 
     # ------------------------------------------------------------------ episodes
+    def _open_episode(self, rec: _Recording, site: str, ep) -> int | None:
+        rec.episodes += 1
+        return self._db_call(self.db.open_episode, rec.night_id, rec.rec_id, rec.start_utc, ep,
+                             rec.emg_info.fs_hz, rec.pipe.channel_of[site], site=site)
+
     def _episode_events(self, rec: _Recording, events: list, live: bool) -> None:
-        for ev in events:
+        """``(site, event)`` pairs from the detector -> episode rows, hooks, the journal."""
+        for site, ev in events:
             ep = ev.episode
+            key = (site, ep.episode_id)
             if isinstance(ev, EpisodeStarted):
-                row, status = self._row_for(rec, ep)
+                row, status = self._row_for(rec, site, ep)
                 new = row is None
                 if new:
-                    row = self._db_call(self.db.open_episode, rec.night_id, rec.rec_id,
-                                        rec.start_utc, ep, rec.emg_info.fs_hz,
-                                        rec.emg_info.channels[rec.emg_col])
-                    rec.episodes += 1
+                    row = self._open_episode(rec, site, ep)
                 if row is not None:
-                    rec.rows[ep.episode_id] = row
+                    rec.rows[key] = row
                 if new and live:
-                    self._on_onset(rec, ev, row)
+                    self._on_onset(rec, site, ev, row)
             elif isinstance(ev, EpisodeEnded):
-                row = rec.rows.pop(ep.episode_id, None)
+                row = rec.rows.pop(key, None)
                 if row is None:
-                    row, status = self._row_for(rec, ep)
+                    row, status = self._row_for(rec, site, ep)
                 else:
                     status = self._status_of(row)
                 if row is None:
-                    row = self._db_call(self.db.open_episode, rec.night_id, rec.rec_id,
-                                        rec.start_utc, ep, rec.emg_info.fs_hz,
-                                        rec.emg_info.channels[rec.emg_col])
-                    rec.episodes += 1
+                    row = self._open_episode(rec, site, ep)
                 elif not live:
                     continue            # an earlier session's episode: already in the log
                 final = "truncated" if status == "truncated" else ep.status
                 if row is None or not self._db_ok(self.db.close_episode, row, rec.start_utc,
                                                   ep, rec.emg_info.fs_hz, status=final):
-                    rec.unsaved_episodes.append((row, ep, final))   # written when it can be
+                    rec.unsaved_episodes.append((row, site, ep, final))   # written later
                 onset = rec.start_utc + timedelta(seconds=ep.onset_s)
                 log.info("episode %s ended: %s to %s local, %.1f s, peak %.1f uV RMS, "
-                         "confidence %.2f (%s)", row, _local(onset),
-                         _local(rec.start_utc + timedelta(seconds=ep.offset_s))[11:],
-                         ep.offset_s - ep.onset_s, ep.peak_rms_uv, ep.confidence, final)
+                         "confidence %.2f (%s)%s", row, local_text(onset),
+                         local_text(rec.start_utc + timedelta(seconds=ep.offset_s))[11:],
+                         ep.offset_s - ep.onset_s, ep.peak_rms_uv, ep.confidence, final,
+                         f", {site_label(site)}" if len(rec.watched.sites) > 1 else "")
 
-    def _row_for(self, rec: _Recording, ep) -> tuple[int | None, str | None]:
-        """The SQLite row of this recording with the same onset (an earlier session's)."""
+    def _row_for(self, rec: _Recording, site: str, ep) -> tuple[int | None, str | None]:
+        """The SQLite row of this recording and site with the same onset (an earlier
+        session's)."""
         if self.db is None or rec.rec_id is None:
             return None, None
         s = int(round(ep.onset_s * rec.emg_info.fs_hz))
         try:
-            r = self.db.db.execute(
-                "SELECT episode_id, status FROM episodes WHERE recording_id=? AND "
-                "onset_sample BETWEEN ? AND ? ORDER BY episode_id LIMIT 1",
-                (rec.rec_id, s - 1, s + 1)).fetchone()
+            r = self.db.episode_at(rec.rec_id, s, site=site, tolerance_samples=1)
         except sqlite3.Error as exc:     # the log's disk is failing
             self._db_error(exc)
             return None, None
-        return (int(r[0]), str(r[1])) if r else (None, None)
+        return (int(r["episode_id"]), str(r["status"])) if r else (None, None)
 
     def _status_of(self, row: int) -> str | None:
         try:
-            r = self.db.db.execute("SELECT status FROM episodes WHERE episode_id=?",
-                                   (row,)).fetchone()
+            return self.db.episode_status(row)
         except sqlite3.Error as exc:
             self._db_error(exc)
             return None
-        return str(r[0]) if r else None
 
-    def _on_onset(self, rec: _Recording, ev: EpisodeStarted, row) -> None:
+    def _on_onset(self, rec: _Recording, site: str, ev: EpisodeStarted, row) -> None:
         ep = ev.episode
         fs = rec.emg_info.fs_hz
         onset = rec.start_utc + timedelta(seconds=ep.onset_s)
         confirmed = rec.start_utc + timedelta(seconds=ev.confirmed_at_s)
-        lag_signal_s = rec.pipe.next_emg_index / fs - ev.confirmed_at_s
+        lag_signal_s = rec.pipe.pipelines[site].next_emg_index / fs - ev.confirmed_at_s
         lag_wall_s = time.monotonic() - self._flush_t
-        log.info("episode %s: cramp onset at %s local, confirmed after %.1f s "
-                 "[onset_s=%.3f confirmed_s=%.3f latency_signal_s=%.3f latency_wall_s=%.4f]",
-                 row, _local(onset), ev.confirmed_at_s - ep.onset_s, ep.onset_s,
-                 ev.confirmed_at_s, lag_signal_s, lag_wall_s)
+        channel = rec.pipe.channel_of[site]
+        log.info("episode %s: cramp onset at %s local%s, confirmed after %.1f s "
+                 "[onset_s=%.3f confirmed_s=%.3f latency_signal_s=%.3f latency_wall_s=%.4f "
+                 "site=%s channel=%s]", row, local_text(onset),
+                 f" ({site_label(site)})" if len(rec.watched.sites) > 1 else "",
+                 ev.confirmed_at_s - ep.onset_s, ep.onset_s, ev.confirmed_at_s, lag_signal_s,
+                 lag_wall_s, site, sanitize_text(channel, 64).replace(" ", "_"))
         if self.hooks is not None:
             self.hooks.run({
                 "CRAMPWATCH_EVENT": "onset",
                 "CRAMPWATCH_EPISODE_ID": str(row if row is not None else ""),
+                "CRAMPWATCH_SITE": site,
+                "CRAMPWATCH_CHANNEL": channel,
                 "CRAMPWATCH_NIGHT": rec.night,
                 "CRAMPWATCH_ONSET_UTC": onset.isoformat(timespec="milliseconds"),
                 "CRAMPWATCH_ONSET_LOCAL": onset.astimezone().isoformat(timespec="seconds"),
@@ -1233,7 +863,7 @@ class CaptureDaemon:
             if rec.warmup is None:
                 if rec.batch_t is not None and now - rec.batch_t >= DETECT_BATCH_S:
                     self._flush_detect(rec)
-                rec.tap.poll(rec.pipe)
+                self._poll_trace(rec)
                 self._store_minutes(rec, final=False)
             st = rec.writer.stats
             if st.failed and self._failure is None:
@@ -1267,9 +897,11 @@ class CaptureDaemon:
             sd_notify("STATUS=" + (text or self.status_text()))
 
     def _store_minutes(self, rec: _Recording, final: bool) -> None:
-        cols = rec.tap.take_minutes(final=final)
-        if cols is not None:
-            rec.unsaved_minutes.extend(minute_rows(cols, rec.start_utc, rec.tap.step_s))
+        for site, tap in rec.taps.items():          # one row per minute per watched site
+            cols = tap.take_minutes(final=final)
+            if cols is not None:
+                rec.unsaved_minutes.extend(minute_rows(cols, rec.start_utc, tap.step_s,
+                                                       site=site))
         if rec.unsaved_minutes and rec.rec_id is not None \
                 and self._db_ok(self.db.add_minutes, rec.rec_id, rec.unsaved_minutes):
             rec.unsaved_minutes = []
@@ -1286,7 +918,7 @@ class CaptureDaemon:
                 rec.rec_id = self._db_call(
                     self.db.add_recording, rec.night_id, rec.path, rec.start_utc,
                     source=self.src.url if self.src else None,
-                    channel=rec.emg_info.channels[rec.emg_col], emg_fs_hz=rec.emg_info.fs_hz,
+                    channel=rec.channels, emg_fs_hz=rec.emg_info.fs_hz,
                     acc_fs_hz=rec.acc_info.fs_hz if rec.acc_info else None)
             if rec.rec_id is None:
                 return
@@ -1294,14 +926,15 @@ class CaptureDaemon:
                                                *rec.unsaved_gaps[0]):
             rec.unsaved_gaps.pop(0)
         while rec.unsaved_episodes:
-            row, ep, final = rec.unsaved_episodes[0]
+            row, site, ep, final = rec.unsaved_episodes[0]
             if row is None:
                 row = self._db_call(self.db.open_episode, rec.night_id, rec.rec_id,
                                     rec.start_utc, ep, rec.emg_info.fs_hz,
-                                    rec.emg_info.channels[rec.emg_col])
+                                    rec.watched.labels[rec.watched.sites.index(site)],
+                                    site=site)
                 if row is None:
                     break
-                rec.unsaved_episodes[0] = (row, ep, final)
+                rec.unsaved_episodes[0] = (row, site, ep, final)
             if not self._db_ok(self.db.close_episode, row, rec.start_utc, ep,
                                rec.emg_info.fs_hz, status=final):
                 break
@@ -1325,43 +958,23 @@ class CaptureDaemon:
                       or not st.recording_ok else None)
 
     def status_text(self) -> str:
-        """The one-line status: link, signal quality, envelope, episodes, recording."""
-        if not self.ever_connected:
-            state = "waiting for the board"
-        else:
-            state = "connected" if self.connected else "DISCONNECTED, retrying"
+        """The one-line status: link, signal quality per site, episodes, recording."""
+        return status_text(self)
+
+    def episode_counts(self) -> dict:
+        """{site: episodes logged tonight} of the recording's watched sites."""
         rec = self.rec
         if rec is None:
-            return f"{state}; no signal yet"
-        fs = rec.emg_info.fs_hz
-        parts = [state, (f"{_hms(self.session_samples / fs)} of signal "
-                         f"(samples={rec.emg_end}, gaps={rec.gaps}/{rec.gap_samples})")]
-        if rec.warmup is not None:
-            parts.append("detector catching up")
-        else:
-            good, env = rec.tap.quality()
-            if good is not None:
-                parts.append(f"signal {100 * good:.0f} % good")
-                parts.append(f"EMG {env:.1f} uV (floor {rec.pipe.floor_uv:.1f})")
-        n_open = len(rec.rows)
-        parts.append(f"{self._night_episode_count()} episode(s)"
-                     + (f", {n_open} in progress" if n_open else ""))
-        st = rec.writer.stats
-        size = _size(rec.path)
-        parts.append(f"rec {size / 1e6:.1f} MB " + ("ok" if st.recording_ok
-                                                    else f"PAUSED: {st.last_error}"))
-        return "; ".join(parts)
-
-    def _night_episode_count(self) -> int:
-        rec = self.rec
-        if rec is None or self.db is None:
-            return 0
-        try:
-            return int(self.db.db.execute("SELECT COUNT(*) FROM episodes WHERE night_id=?",
-                                          (rec.night_id,)).fetchone()[0])
-        except sqlite3.Error as exc:
-            self._db_error(exc)
-            return rec.episodes
+            return {}
+        counts = {}
+        for site in rec.watched.sites:
+            try:
+                counts[site] = int(self.db.count_episodes(rec.night_id, site=site)) \
+                    if self.db is not None and rec.night_id is not None else 0
+            except sqlite3.Error as exc:
+                self._db_error(exc)
+                counts[site] = sum(1 for (s_, _) in rec.rows if s_ == site)
+        return counts
 
     # ------------------------------------------------------------------ shutdown
     def _shutdown(self, reason: str, truncated: bool) -> NightSummary:
@@ -1423,7 +1036,7 @@ class CaptureDaemon:
             result = fn(*args, **kw)
         except sqlite3.Error as exc:
             try:
-                self.db.db.rollback()        # a half-done transaction must not linger
+                self.db.rollback()           # a half-done transaction must not linger
             except sqlite3.Error:
                 pass
             self._db_error(exc)
@@ -1453,49 +1066,16 @@ class CaptureDaemon:
             log.warning("%s", message)
 
 
-#: a capture started less than this many hours after ``stop_at`` stops at once: it is
-#: a restart after the night ended (08:01 with stop_at 08:00), not a new night
-STOP_AT_GRACE_H = 4.0
+
+def _with_stall(url: str, stall_s: float) -> str:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("serial", "socket", "ble") or "stall_s=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + f"stall_s={stall_s:g}"
 
 
-def stop_time(stop_at: str, now: datetime) -> datetime | None:
-    """When a capture started at ``now`` (local, aware) ends for ``stop_at`` ("HH:MM").
-
-    The next HH:MM after ``now``; but if the previous one was less than
-    :data:`STOP_AT_GRACE_H` ago, that one (already past: stop at once).  None
-    without ``stop_at``.
-
-    Examples
-    --------
-    >>> from datetime import datetime, timezone
-    >>> t = lambda h, m: datetime(2026, 3, 5, h, m, tzinfo=timezone.utc)
-    >>> stop_time("08:00", t(22, 30)).isoformat()
-    '2026-03-06T08:00:00+00:00'
-    >>> stop_time("08:00", t(8, 1)).isoformat()       # a restart after the night
-    '2026-03-05T08:00:00+00:00'
-    >>> stop_time("08:00", t(12, 30)).isoformat()
-    '2026-03-06T08:00:00+00:00'
-    """
-    hm = parse_clock(stop_at)
-    if hm is None:
-        return None
-    at = now.replace(hour=hm[0], minute=hm[1], second=0, microsecond=0)
-    if at <= now:
-        at += timedelta(days=1)
-    previous = at - timedelta(days=1)
-    if (now - previous).total_seconds() < STOP_AT_GRACE_H * 3600:
-        return previous
-    return at
-
-
-def _next_noon(host_s: float) -> float:
-    """Host time (POSIX s) of the first local noon after ``host_s``: a new night
-    begins there (the same rule as :func:`~crampwatch.tools.episode_log.night_date`)."""
-    local = _utc(host_s).astimezone()
-    noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
-    if noon <= local:
-        noon += timedelta(days=1)
-    return noon.timestamp()
+def _utc(t_s: float) -> datetime:
+    return datetime.fromtimestamp(t_s, timezone.utc)
 
 
 def _isatty(stream) -> bool:
@@ -1503,27 +1083,6 @@ def _isatty(stream) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
 
 
 def _can_mkdir(path: str) -> bool:
