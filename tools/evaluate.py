@@ -9,7 +9,7 @@ import sys
 from crampwatch._files import atomic_private_write, check_output_path
 from crampwatch.detector.evaluation import score
 from crampwatch.errors import InputFileError
-from crampwatch.tools._run import load_config, parse_acc_labels, run_recording
+from crampwatch.tools._run import load_config, parse_acc_labels
 
 HELP = "score the detector against labelled recordings (precision, recall, onset error...)"
 DESCRIPTION = """Replay each recording and compare the episodes with its labels. A labelled
@@ -35,6 +35,11 @@ def add_arguments(p) -> None:
     p.add_argument("--db", metavar="LOG",
                    help="use the verdicts stored in this episode log ('crampwatch label') as "
                         "labels of recordings replayed into it (with --labels: both)")
+    p.add_argument("--compare", action="store_true",
+                   help="run both classifiers (rules and model) on the same recordings and "
+                        "show them side by side")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes replaying the recordings (default: every core)")
 
 
 def default_labels_path(path: str) -> str:
@@ -43,46 +48,77 @@ def default_labels_path(path: str) -> str:
 
 
 def evaluate_files(files, labels_files, cfg, emg=None, acc=None, min_iou=0.3, progress=None,
-                   db=None):
+                   db=None, jobs=1, cluster=None):
     """Replay and score; returns (pooled metrics, per-file metrics).
 
     With ``db`` (an episode log path) the verdicts stored there label each
     recording too (see :func:`crampwatch.tools.label.verdict_labels`); then
     ``labels_files`` None means "verdicts only".
+
+    The recordings go through the batch engine (:mod:`crampwatch.tools._engine`):
+    ``jobs`` worker processes (1, the default: in this process; None: every
+    core) or the Dask scheduler at ``cluster``; the metrics do not depend on
+    which.  The first recording (in ``files`` order) that fails raises its error.
     """
     from crampwatch.firmware_bridge.labels import read_labels
+    from crampwatch.tools._engine import Job, run_jobs
     if labels_files is None and db is None:
         labels_files = [default_labels_path(f) for f in files]
     if labels_files is not None and len(labels_files) != len(files):
         raise InputFileError(f"--labels: {len(labels_files)} labels files for {len(files)} recordings")
     verdicts = _verdicts(db, files) if db is not None else None
-    pooled_eps, pooled_labels, total_s, per_file = [], [], 0.0, []
-    for i, path in enumerate(files):
+    all_labels, unreviewed = [], []
+    for i, path in enumerate(files):       # every labels file read before the long part
         labels = []
         if labels_files is not None:
             labels = [(lb.kind, lb.onset_s, lb.offset_s) for lb in read_labels(labels_files[i])]
-        unreviewed = []
         if verdicts is not None:
             labels += verdicts[i][0]
-            unreviewed = verdicts[i][1]
-        res = run_recording(path, cfg, emg=emg, acc=acc, progress=progress)
-        eps = [(e.onset_s, e.offset_s) for e in res.episodes]
+        all_labels.append(labels)
+        unreviewed.append(verdicts[i][1] if verdicts is not None else [])
+    results = run_jobs([Job(path, cfg, emg=emg, acc=acc) for path in files], n_jobs=jobs,
+                       cluster=cluster, progress=progress, on_error="raise")
+    units = []
+    for i, (path, res) in enumerate(zip(files, results)):
+        labels = all_labels[i]
+        ch = res.channels[0]
+        eps = [(a, b) for a, b, st in ch.spans if st != "uncertain"]   # kept, not counted
+        n_uncertain = len(ch.spans) - len(eps)
         skipped = 0
-        if unreviewed:   # no verdict yet: neither a hit nor a false positive
+        if unreviewed[i]:   # no verdict yet: neither a hit nor a false positive
             keep = [e for e in eps if _overlaps_any(e, [(a, b) for _, a, b in labels])
-                    or not _overlaps_any(e, unreviewed)]
+                    or not _overlaps_any(e, unreviewed[i])]
             skipped = len(eps) - len(keep)
             eps = keep
-        m = score(eps, labels, res.duration_s, min_iou)
-        m["file"] = path
+        unit = {"file": path, "episodes": eps, "labels": labels, "duration_s": ch.duration_s,
+                "extra": {"n_uncertain": n_uncertain}}
         if verdicts is not None:
-            m["verdict_labels"] = len(verdicts[i][0])
-            m["unreviewed_skipped"] = skipped
+            unit["extra"].update(verdict_labels=len(verdicts[i][0]), unreviewed_skipped=skipped)
+        units.append(unit)
+    return score_set(units, min_iou)
+
+
+def score_set(units, min_iou=0.3):
+    """Per-unit and pooled metrics of a set of scored recordings (or channels).
+
+    ``units``: dicts with ``file``, ``episodes`` [(onset_s, offset_s)],
+    ``labels`` [(kind, onset_s, offset_s)], ``duration_s``, optionally
+    ``channel`` and ``extra`` (copied into the unit's metrics).  The pooled
+    metrics put the units end to end, an hour apart, so nothing overlaps across
+    them.  Returns (pooled, per_unit)."""
+    pooled_eps, pooled_labels, total_s, per_file = [], [], 0.0, []
+    for u in units:
+        eps, labels = u["episodes"], u["labels"]
+        m = score(eps, labels, u["duration_s"], min_iou)
+        m["file"] = u["file"]
+        if "channel" in u:
+            m["channel"] = u["channel"]
+        m.update(u.get("extra", {}))
         per_file.append(m)
         pooled_eps += [(a + total_s, b + total_s) for a, b in eps]
         pooled_labels += [(k, a + total_s, b + total_s) for k, a, b in labels]
-        total_s += res.duration_s + 3600.0     # an hour apart: nothing overlaps across files
-    pooled = score(pooled_eps, pooled_labels, total_s - 3600.0 * len(files), min_iou)
+        total_s += u["duration_s"] + 3600.0     # an hour apart: nothing overlaps across files
+    pooled = score(pooled_eps, pooled_labels, total_s - 3600.0 * len(units), min_iou)
     return pooled, per_file
 
 
@@ -116,9 +152,13 @@ def run(args) -> int:
     inputs = [*args.files, *labels, args.config, getattr(args, "db", None)]
     check_output_path(args.json, inputs, "--json")
     cfg = load_config(args.config, args.overrides)
+    if getattr(args, "compare", False):
+        return _compare(args, cfg)
     pooled, per_file = evaluate_files(args.files, args.labels, cfg, args.emg,
                                       parse_acc_labels(args.acc), args.min_iou,
-                                      db=getattr(args, "db", None))
+                                      db=getattr(args, "db", None),
+                                      jobs=getattr(args, "jobs", 1))
+    pooled["n_uncertain"] = sum(m.get("n_uncertain", 0) for m in per_file)
     out = sys.stdout
     for m in per_file:
         extra = ""
@@ -133,6 +173,7 @@ def run(args) -> int:
     print(f"\nall {len(per_file)} recording(s), {p['hours']:.2f} h:", file=out)
     rows = [
         ("cramps labelled / reported", f"{p['n_labelled']} / {p['n_reported']}"),
+        ("uncertain (kept, not counted)", f"{p['n_uncertain']}"),
         ("precision / recall / F1", f"{p['precision']:.3f} / {p['recall']:.3f} / {p['f1']:.3f}"),
         ("onset error median / p95 (s)", f"{p['onset_error_median_s']:.2f} / {p['onset_error_p95_s']:.2f}"),
         ("offset error median / p95 (s)", f"{p['offset_error_median_s']:.2f} / {p['offset_error_p95_s']:.2f}"),
@@ -152,4 +193,38 @@ def run(args) -> int:
     if args.json:
         with atomic_private_write(args.json, "w", encoding="utf-8") as fh:    # 0600
             json.dump({"pooled": pooled, "files": per_file}, fh, indent=2)
+    return 0
+
+
+def _compare(args, cfg) -> int:
+    """Both classifiers on the same recordings: one table, a column each."""
+    from crampwatch.detector.config import CLASSIFIERS
+    res = {}
+    for name in CLASSIFIERS:
+        pooled, per_file = evaluate_files(args.files, args.labels, cfg.replace(classifier=name),
+                                          args.emg, parse_acc_labels(args.acc), args.min_iou,
+                                          db=getattr(args, "db", None),
+                                          jobs=getattr(args, "jobs", 1))
+        pooled["n_uncertain"] = sum(m.get("n_uncertain", 0) for m in per_file)
+        res[name] = (pooled, per_file)
+    out = sys.stdout
+    first = res[CLASSIFIERS[0]][0]
+    print(f"all {len(args.files)} recording(s), {first['hours']:.2f} h, "
+          f"{first['n_labelled']} cramps labelled:", file=out)
+    rows = [("", lambda p: ""),
+            ("reported (counted)", lambda p: f"{p['n_reported']}"),
+            ("uncertain (kept, not counted)", lambda p: f"{p['n_uncertain']}"),
+            ("true / false positives", lambda p: f"{p['true_positives']} / {p['false_positives']}"),
+            ("precision", lambda p: f"{p['precision']:.3f}"),
+            ("recall", lambda p: f"{p['recall']:.3f}"),
+            ("F1", lambda p: f"{p['f1']:.3f}"),
+            ("false positives per hour", lambda p: f"{p['false_positives_per_hour']:.3f}"),
+            ("onset error median (s)", lambda p: f"{p['onset_error_median_s']:.2f}")]
+    for label, fn in rows:
+        cells = [name if not label else fn(res[name][0]) for name in CLASSIFIERS]
+        print(f"  {label:<31} " + "".join(f"{c:>10}" for c in cells), file=out)
+    if args.json:
+        with atomic_private_write(args.json, "w", encoding="utf-8") as fh:    # 0600
+            json.dump({name: {"pooled": p, "files": f} for name, (p, f) in res.items()}, fh,
+                      indent=2)
     return 0
