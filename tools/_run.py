@@ -14,7 +14,7 @@ from crampwatch.errors import ConfigError, SignalError
 from crampwatch.firmware_bridge.readers import open_recording
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent
 from crampwatch.models import load_model
-from crampwatch.sites import site_for
+from crampwatch.sites import normalize_site, site_for
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,11 @@ def run_channels(path: str, cfg: DetectorConfig, emg=None, acc=None, sites: dict
     if isinstance(emg, (list, tuple)) and len(emg) == 1:
         emg = emg[0]
     t0 = time.perf_counter()
+    watched = _watched_by_capture(path)
+    if watched:               # a crampwatch capture: the channels and sites it watched live
+        if emg is None:
+            emg = list(watched) if len(watched) > 1 else emg
+        sites = {**watched, **(sites or {})}
     with open_recording(path, emg=emg, acc=acc) as reader:
         channels = list(reader.emg.channels)
         site_names = unique_sites([site_for(c, sites) for c in channels])
@@ -225,6 +230,24 @@ def _collect_sites(events, results: dict, on_event) -> None:
             on_event(site, ev)
         if isinstance(ev, EpisodeEnded):
             results[site].episodes.append(ev.episode)
+
+
+def _watched_by_capture(path: str) -> dict:
+    """``{channel label: site}`` that the capture daemon watched live, from a
+    capture recording's header (``{}`` for other files or older captures)."""
+    from crampwatch.firmware_bridge.readers import sniff_format
+    try:
+        if sniff_format(str(path)) != "capture":
+            return {}
+        with open_recording(path) as reader:
+            extra = (getattr(reader, "header", None) or {}).get("extra") or {}
+    except Exception:           # the replay itself reports what is wrong with the file
+        return {}
+    mapping = extra.get("detector_channels")
+    if not isinstance(mapping, dict):
+        return {}
+    return {str(k)[:200]: normalize_site(v) for k, v in list(mapping.items())[:64]
+            if isinstance(v, str)}
 
 
 def _collect(events, res: RunResult, on_event) -> None:

@@ -179,7 +179,7 @@ def unique_names(paths: list[str]) -> list[str]:
 
 
 def find_labels(labels_dir: str, recordings: list[str]) -> dict[int, list]:
-    """Index of recording -> its labels ``[(kind, onset_s, offset_s)]``, read now
+    """Index of recording -> its labels (``Label`` objects, with their site), read now
     (a bad labels file stops the command before any replay).
 
     Raises
@@ -196,7 +196,7 @@ def find_labels(labels_dir: str, recordings: list[str]) -> dict[int, list]:
         for suffix in (".labels.csv", ".labels.jsonl"):
             cand = os.path.join(labels_dir, stem + suffix)
             if os.path.isfile(cand):
-                out[i] = [(lb.kind, lb.onset_s, lb.offset_s) for lb in read_labels(cand)]
+                out[i] = read_labels(cand)
                 break
     return out
 
@@ -358,9 +358,11 @@ def write_episodes_jsonl(out_dir: str, name: str, res: JobResult) -> None:
 
 def evaluate_set(paths, results, labels: dict[int, list], min_iou: float):
     """Pooled and per-(recording, channel) metrics of the recordings that have
-    labels and did not fail; each channel is scored against its recording's
-    labels, as ``evaluate --emg CHANNEL`` would score it, and ``uncertain``
+    labels and did not fail; each channel is scored against the labels of its
+    site (:func:`crampwatch.tools._sites_eval.labels_for_site`: labels without a
+    site concern every channel), as ``evaluate`` scores it, and ``uncertain``
     episodes are kept but not counted (as ``evaluate`` does)."""
+    from crampwatch.tools._sites_eval import labels_for_site
     from crampwatch.tools.evaluate import score_set
     units = []
     for i in sorted(labels):
@@ -370,7 +372,8 @@ def evaluate_set(paths, results, labels: dict[int, list], min_iou: float):
         for c in res.channels:
             counted = [(a, b) for a, b, status in c.spans if status != "uncertain"]
             units.append({"file": paths[i], "channel": c.channel, "episodes": counted,
-                          "labels": labels[i], "duration_s": c.duration_s,
+                          "labels": labels_for_site(labels[i], c.site),
+                          "duration_s": c.duration_s,
                           "extra": {"n_uncertain": len(c.spans) - len(counted)}})
     pooled, per_file = score_set(units, min_iou)
     return pooled, per_file

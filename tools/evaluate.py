@@ -62,6 +62,7 @@ def evaluate_files(files, labels_files, cfg, emg=None, acc=None, min_iou=0.3, pr
     """
     from crampwatch.firmware_bridge.labels import read_labels
     from crampwatch.tools._engine import Job, run_jobs
+    from crampwatch.tools._sites_eval import labels_for_site
     if labels_files is None and db is None:
         labels_files = [default_labels_path(f) for f in files]
     if labels_files is not None and len(labels_files) != len(files):
@@ -69,32 +70,34 @@ def evaluate_files(files, labels_files, cfg, emg=None, acc=None, min_iou=0.3, pr
     verdicts = _verdicts(db, files) if db is not None else None
     all_labels, unreviewed = [], []
     for i, path in enumerate(files):       # every labels file read before the long part
-        labels = []
-        if labels_files is not None:
-            labels = [(lb.kind, lb.onset_s, lb.offset_s) for lb in read_labels(labels_files[i])]
-        if verdicts is not None:
-            labels += verdicts[i][0]
-        all_labels.append(labels)
+        file_labels = read_labels(labels_files[i]) if labels_files is not None else []
+        verdict = verdicts[i][0] if verdicts is not None else []
+        all_labels.append((file_labels, verdict))
         unreviewed.append(verdicts[i][1] if verdicts is not None else [])
     results = run_jobs([Job(path, cfg, emg=emg, acc=acc) for path in files], n_jobs=jobs,
                        cluster=cluster, progress=progress, on_error="raise")
     units = []
     for i, (path, res) in enumerate(zip(files, results)):
-        labels = all_labels[i]
-        ch = res.channels[0]
-        eps = [(a, b) for a, b, st in ch.spans if st != "uncertain"]   # kept, not counted
-        n_uncertain = len(ch.spans) - len(eps)
-        skipped = 0
-        if unreviewed[i]:   # no verdict yet: neither a hit nor a false positive
-            keep = [e for e in eps if _overlaps_any(e, [(a, b) for _, a, b in labels])
-                    or not _overlaps_any(e, unreviewed[i])]
-            skipped = len(eps) - len(keep)
-            eps = keep
-        unit = {"file": path, "episodes": eps, "labels": labels, "duration_s": ch.duration_s,
-                "extra": {"n_uncertain": n_uncertain}}
-        if verdicts is not None:
-            unit["extra"].update(verdict_labels=len(verdicts[i][0]), unreviewed_skipped=skipped)
-        units.append(unit)
+        for ch in res.channels:         # each watched channel against its site's labels
+            file_labels, verdict = all_labels[i]
+            labels = labels_for_site(file_labels, ch.site) + list(verdict)
+            eps = [(a, b) for a, b, st in ch.spans if st != "uncertain"]   # kept, not counted
+            n_uncertain = len(ch.spans) - len(eps)
+            skipped = 0
+            if unreviewed[i]:   # no verdict yet: neither a hit nor a false positive
+                keep = [e for e in eps if _overlaps_any(e, [(a, b) for _, a, b in labels])
+                        or not _overlaps_any(e, unreviewed[i])]
+                skipped = len(eps) - len(keep)
+                eps = keep
+            unit = {"file": path, "episodes": eps, "labels": labels,
+                    "duration_s": ch.duration_s, "extra": {"n_uncertain": n_uncertain}}
+            if len(res.channels) > 1:
+                unit["channel"] = ch.channel
+                unit["extra"]["site"] = ch.site
+            if verdicts is not None:
+                unit["extra"].update(verdict_labels=len(verdicts[i][0]),
+                                     unreviewed_skipped=skipped)
+            units.append(unit)
     return score_set(units, min_iou)
 
 
@@ -167,10 +170,14 @@ def run(args) -> int:
             if m["unreviewed_skipped"]:
                 extra += f", {m['unreviewed_skipped']} episode(s) without a verdict left out"
             extra += ")"
-        print(f"{m['file']}: {m['true_positives']}/{m['n_labelled']} cramps found, "
+        where = f" [{m['site']}]" if m.get("site") else ""
+        print(f"{m['file']}{where}: {m['true_positives']}/{m['n_labelled']} cramps found, "
               f"{m['false_positives']} false positive(s), F1 {m['f1']:.3f}{extra}", file=out)
     p = pooled
-    print(f"\nall {len(per_file)} recording(s), {p['hours']:.2f} h:", file=out)
+    n_files = len({m["file"] for m in per_file})
+    chans = f", {len(per_file)} channels" if len(per_file) > n_files else ""
+    print(f"\nall {n_files} recording(s){chans}, {p['hours']:.2f} channel-hours:"
+          if chans else f"\nall {n_files} recording(s), {p['hours']:.2f} h:", file=out)
     rows = [
         ("cramps labelled / reported", f"{p['n_labelled']} / {p['n_reported']}"),
         ("uncertain (kept, not counted)", f"{p['n_uncertain']}"),
