@@ -78,14 +78,18 @@ def rows_of(cands, source, family, seed, spans, min_iou=0.3):
 def sim_rows(task) -> list[dict]:
     """Rows of one simulated night: ``(family, seed, hours, emg_only)``."""
     family, seed, hours, emg_only = task
-    logging.disable(logging.WARNING)
     from crampwatch.firmware_bridge.synth import SyntheticNight, randomized_spec
     from crampwatch.tools._candidates import collect_night
-    night = SyntheticNight(randomized_spec(seed, family, hours=hours))
-    if emg_only:
-        night.has_accelerometer = False
-    cramps = [(lb.onset_s, lb.offset_s) for lb in night.labels if lb.kind == "cramp"]
-    cands = collect_night(night, candidate_config())
+    before = logging.root.manager.disable
+    logging.disable(logging.WARNING)        # the band-pass warnings of low-rate boards
+    try:
+        night = SyntheticNight(randomized_spec(seed, family, hours=hours))
+        if emg_only:
+            night.has_accelerometer = False
+        cramps = [(lb.onset_s, lb.offset_s) for lb in night.labels if lb.kind == "cramp"]
+        cands = collect_night(night, candidate_config())
+    finally:
+        logging.disable(before)
     return rows_of(cands, f"sim:{family}", family + (", EMG only" if emg_only else ""), seed,
                    cramps)
 

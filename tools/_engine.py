@@ -131,6 +131,36 @@ class JobResult:
 
 
 # ------------------------------------------------------------------------ one job
+_MALLOC_TUNED = False
+#: glibc mallopt parameters: M_TRIM_THRESHOLD (-1), M_MMAP_THRESHOLD (-3)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _keep_big_arrays() -> None:
+    """Let glibc reuse the replay's large numpy temporaries instead of mapping
+    and unmapping them at every step (once per process; glibc only).
+
+    Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``; setting any
+    threshold turns off glibc's adaptive mmap threshold, so every array over
+    128 KiB is a fresh ``mmap`` and the replay of a night takes 1.6x as long
+    (measured: 4.6 s instead of 2.8 s for an 8-hour night).  64 MiB / 128 MiB
+    restore reuse (2.3 s): memory stays bounded by one recording's blocks."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+        import ctypes.util
+        if sys.platform != "linux":
+            return
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 * 2**20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 2**20)
+    except (OSError, AttributeError):      # not glibc (musl, macOS): leave it be
+        pass
+
+
 def run_job(job: Job, catch_all: bool = True) -> JobResult:
     """Replay one recording; every error becomes the result's ``error``.
 
@@ -140,6 +170,7 @@ def run_job(job: Job, catch_all: bool = True) -> JobResult:
     without, it propagates."""
     from crampwatch.tools._run import run_channels
 
+    _keep_big_arrays()
     t0 = time.perf_counter()
     try:
         runs = run_channels(job.path, job.cfg, emg=job.emg, acc=job.acc, sites=job.sites,
