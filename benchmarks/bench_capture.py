@@ -19,12 +19,26 @@ directory) on a night paced at ``--speed`` times real time and prints:
   from the rule being met to the row in SQLite (aim: within 2 s);
 - unless ``--no-realtime``, a short real-time capture (board-sim on a pty at
   speed 1) that measures that latency on the wall clock directly, for the
-  first cramp of a 9 min night, and the daemon's CPU share (about 80 s).
+  first cramp of a 9 min night, and the daemon's CPU share (about 80 s);
+- unless ``--minutes 0``, the figure a Raspberry Pi needs (issue 12): the
+  daemon at real time for ``--minutes`` (default 10) reading ``crampwatch
+  board-sim`` (open frame, its own process) on a pty, two EMG channels at
+  1 kHz plus the accelerometer at 100 Hz, both channels watched when the
+  capture config has ``[capture] channels``.  Printed: the whole daemon
+  process's CPU (user+sys) as a share of one core after start-up, its main
+  thread and the others (source and writer), and RSS sampled every second
+  (peak, first and last minute, slope).  The baseline, measured in the same
+  run and at the same time on a second board-sim: a bare Python reader of the
+  same bytes at the source's cadence (``select`` + ``read`` every
+  ``batch_s``, nothing decoded), the least any Python reader spends; the
+  daemon's share is also printed as a multiple of it.  ``--readme`` writes
+  these figures into README.md between ``<!-- capture-bench:start -->`` and
+  ``<!-- capture-bench:end -->``.
 
 Run by hand (not in CI)::
 
     python benchmarks/bench_capture.py [--hours 8] [--speed 100] [--seed 0] [--via pty|sim]
-                                       [--no-realtime]
+                                       [--no-night] [--no-realtime] [--minutes 10] [--readme]
 """
 
 from __future__ import annotations
@@ -62,6 +76,193 @@ c = time.process_time()
 res = run_recording(sys.argv[1], DetectorConfig(), progress=False)
 print(time.process_time() - c, len(res.episodes))
 """
+
+
+_BARE = """
+import os, select, sys, time, tty
+from crampwatch.firmware_bridge.protocols import openframe
+path, seconds, batch_s = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+tty.setraw(fd)
+os.write(fd, openframe.HostEncoder().start())
+t_end = time.monotonic() + seconds
+n = 0
+while time.monotonic() < t_end:
+    if select.select([fd], [], [], 0.5)[0]:
+        time.sleep(batch_s)
+        n += len(os.read(fd, 1 << 20))
+print(n)
+"""
+
+README_START = "<!-- capture-bench:start -->"
+README_END = "<!-- capture-bench:end -->"
+
+
+def capture_channels_supported() -> bool:
+    """True when the capture config has ``[capture] channels`` (every channel watched)."""
+    import dataclasses
+    import importlib
+
+    for name in ("crampwatch.tools.capture.config", "crampwatch.tools.capture_config"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        cls = getattr(mod, "CaptureConfig", None)
+        if cls is not None and dataclasses.is_dataclass(cls):
+            return "channels" in {f.name for f in dataclasses.fields(cls)}
+    return False
+
+
+def _board_sim(seed: int, hours: float, speed: str = "1") -> tuple[subprocess.Popen, str]:
+    sim = subprocess.Popen([sys.executable, "-m", "crampwatch.tools.board_sim", "--protocol",
+                            "open", "--pty", "--speed", speed, "--hours", f"{hours:g}",
+                            "--seed", str(seed)],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return sim, sim.stdout.readline().strip()
+
+
+def _thread_cpu(ps) -> dict:
+    return {t.id: t.user_time + t.system_time for t in ps.threads()}
+
+
+def realtime_minutes(minutes: float, seed: int, startup_s: float = 30.0) -> dict:
+    """The issue-12 measurement: see the module docstring.  Returns the figures."""
+    # the daemon reads serial sources in batches of one turn of its loop
+    from crampwatch.tools.capture.daemon import LOOP_S as BATCH_S
+
+    seconds = minutes * 60.0
+    total_s = seconds + startup_s
+    hours = total_s / 3600 + 0.05
+    channels = capture_channels_supported()
+    extra = ["--duration", f"{total_s:g}"]
+    if channels:
+        extra += ["--set", "channels=emg1=left_calf,emg2=right_calf"]
+    sim, path = _board_sim(seed, hours)
+    base_sim, base_path = _board_sim(seed, hours)
+    bare = None
+    try:
+        url = f"serial://{path}?board=open"
+        with tempfile.TemporaryDirectory(prefix="bench-capture-min-") as tmp:
+            home = os.path.join(tmp, "home")
+            env = {**os.environ, "CRAMPWATCH_HOME": home}
+            os.makedirs(home)
+            err_path = os.path.join(home, "capture.stderr")
+            with open(err_path, "w") as err:
+                proc = subprocess.Popen([sys.executable, "-m", "crampwatch.tools.cli", "capture",
+                                         "--source", url, "--set", "log_interval_s=60", *extra],
+                                        env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+                ps = psutil.Process(proc.pid)
+                t0 = time.monotonic()
+                rows = []      # (wall s, process cpu s, rss bytes, main thread cpu s)
+                bare_ps = bare_c0 = None
+                while proc.poll() is None:
+                    now = time.monotonic() - t0
+                    if bare is None and now >= startup_s:
+                        # the baseline runs during the measured window, on its own board-sim
+                        bare = subprocess.Popen([sys.executable, "-c", _BARE, base_path,
+                                                 f"{seconds - 5:g}", f"{BATCH_S:g}"],
+                                                stdout=subprocess.PIPE, text=True)
+                        bare_ps = psutil.Process(bare.pid)
+                        time.sleep(2.0)        # its imports are start-up too
+                        ct = bare_ps.cpu_times()
+                        bare_c0 = (time.monotonic(), ct.user + ct.system)
+                    try:
+                        ct = ps.cpu_times()
+                        main = _thread_cpu(ps).get(proc.pid, 0.0)
+                        rows.append((now, ct.user + ct.system, ps.memory_info().rss, main))
+                    except psutil.NoSuchProcess:
+                        break
+                    if bare_ps is not None and bare.poll() is None:
+                        try:
+                            ct = bare_ps.cpu_times()
+                            bare_last = (time.monotonic(), ct.user + ct.system)
+                        except psutil.NoSuchProcess:
+                            pass
+                    time.sleep(1.0)
+                proc.communicate()
+            with open(err_path) as fh:
+                stderr = fh.read()
+            if proc.returncode != 0:
+                raise SystemExit(f"capture failed ({proc.returncode}):\n{stderr[-3000:]}")
+            eps, rec = episodes(home)
+            rec_mb = os.path.getsize(rec["path"]) / 1e6
+    finally:
+        for p in (bare, sim, base_sim):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait()
+    r = np.array(rows)
+    steady = r[r[:, 0] >= startup_s]
+    span = steady[-1, 0] - steady[0, 0]
+    share = (steady[-1, 1] - steady[0, 1]) / span
+    main_share = (steady[-1, 3] - steady[0, 3]) / span
+    bare_share = (bare_last[1] - bare_c0[1]) / max(bare_last[0] - bare_c0[0], 1e-9)
+    rss = steady[:, 2] / 2**20
+    t_h = (steady[:, 0] - steady[0, 0]) / 3600
+    slope = float(np.polyfit(t_h, rss, 1)[0]) if len(rss) > 2 else float("nan")
+    first_min = float(rss[t_h * 60 <= 1.0].mean())
+    last_min = float(rss[t_h * 60 >= t_h[-1] * 60 - 1.0].mean())
+    return {"minutes": span / 60, "channels_watched": 2 if channels else 1,
+            "batch_s": BATCH_S, "share": share, "main_share": main_share,
+            "other_share": share - main_share, "bare_share": bare_share,
+            "rss_peak_mb": float(rss.max()), "rss_first_min_mb": first_min,
+            "rss_last_min_mb": last_min, "rss_slope_mb_per_h": slope,
+            "recording_mb": rec_mb, "episodes": len(eps), "gap_samples": rec["gap_samples"],
+            "cpu_model": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def minutes_lines(f: dict) -> list[str]:
+    """The real-time figures as Markdown lines (printed, and the README block)."""
+    watched = ("both EMG channels watched (`[capture] channels`)" if f["channels_watched"] == 2
+               else "the first EMG channel watched (both recorded)")
+    ok_cpu = "met" if f["share"] < 0.01 else "not met"
+    flat = abs(f["rss_last_min_mb"] - f["rss_first_min_mb"]) < 5.0
+    ok_rss = "met" if f["rss_peak_mb"] < 150 and flat else "not met"
+    head = (f"`python benchmarks/bench_capture.py --minutes {f['minutes']:.0f}`: `crampwatch "
+            f"capture` at real time for {f['minutes']:.1f} min on `crampwatch board-sim` (open "
+            f"frame, a pty, its own process), two EMG channels at 1 kHz + accelerometer at "
+            f"100 Hz, {watched}; the source reads every {1000 * f['batch_s']:.0f} ms; "
+            f"{f['cpu_model']}.")
+    cpu = (f"- CPU, whole daemon process after start-up: **{100 * f['share']:.2f} % of one "
+           f"core** (aim < 1 %: {ok_cpu}); main thread (recording, detection, episode log) "
+           f"{100 * f['main_share']:.2f} %, source and writer threads "
+           f"{100 * f['other_share']:.2f} %.")
+    base = (f"- Baseline in the same run: a bare Python reader of the same bytes at the same "
+            f"cadence (nothing decoded) {100 * f['bare_share']:.2f} %; the daemon costs "
+            f"{f['share'] / max(f['bare_share'], 1e-9):.1f}x that.")
+    rss = (f"- RSS: peak **{f['rss_peak_mb']:.0f} MB** (aim < 150 MB, flat: {ok_rss}), first "
+           f"minute {f['rss_first_min_mb']:.0f} MB, last minute {f['rss_last_min_mb']:.0f} MB, "
+           f"slope {f['rss_slope_mb_per_h']:+.1f} MB/h.")
+    rec = (f"- Recording {f['recording_mb']:.1f} MB, {f['gap_samples']} samples missing, "
+           f"{f['episodes']} episode(s).")
+    return [head, "", cpu, base, rss, rec]
+
+
+def write_readme(lines: list[str], path: str) -> None:
+    """Replace the block between the capture-bench markers in README.md."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    a, b = text.find(README_START), text.find(README_END)
+    if a < 0 or b < a:
+        raise SystemExit(f"{path}: markers {README_START} ... {README_END} not found")
+    new = text[:a + len(README_START)] + "\n" + "\n".join(lines) + "\n" + text[b:]
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(new)
+    os.chmod(tmp, os.stat(path).st_mode & 0o777)
+    os.replace(tmp, path)
 
 
 def run_capture(url: str, home: str, extra=()) -> dict:
@@ -130,7 +331,30 @@ def main() -> int:
                     help="board-sim on a pty (default) or the in-process sim:// source")
     ap.add_argument("--no-realtime", dest="realtime", action="store_false",
                     help="skip the ~70 s real-time latency check")
+    ap.add_argument("--no-night", dest="night", action="store_false",
+                    help="skip the night at --speed (and the short real-time check after it)")
+    ap.add_argument("--minutes", type=float, default=10.0,
+                    help="real-time CPU/RSS measurement, two EMG channels (default 10; 0 skips)")
+    ap.add_argument("--readme", action="store_true",
+                    help="write the --minutes figures into README.md between the markers")
     args = ap.parse_args()
+    if args.readme and not args.minutes:
+        ap.error("--readme needs the --minutes measurement")
+    figures = None
+    if args.minutes:
+        print(f"real time, {args.minutes:g} min: board-sim (open frame, 2 EMG channels at 1 kHz "
+              "+ accelerometer) on a pty, the daemon and, in the same run, a bare reader ...",
+              flush=True)
+        figures = realtime_minutes(args.minutes, args.seed)
+        print("\n".join(minutes_lines(figures)))
+        print(json.dumps(figures))
+        if args.readme:
+            readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "README.md")
+            write_readme(minutes_lines(figures), readme)
+            print(f"figures written to {readme}")
+    if not args.night:
+        return 0
     from crampwatch.firmware_bridge.synth import NightSpec, SyntheticNight
 
     labels = [lab for lab in SyntheticNight(NightSpec(hours=args.hours, seed=args.seed)).labels

@@ -1,8 +1,9 @@
 """How much the source's own work (counters, clock fit, blocks) adds to decoding.
 
-Run by hand: ``python benchmarks/bench_sources.py [seconds]``.  For each
+Run by hand: ``python benchmarks/bench_sources.py [seconds] [chunk_s]``.  For each
 protocol, the board simulator makes ``seconds`` of its byte stream (3 % of
-frames dropped); then, in read-sized chunks, it is (a) only decoded (the
+frames dropped); then, in chunks of ``chunk_s`` of signal (default 0.1 s, the
+live source's batch), it is (a) only decoded (the
 baseline, measured in the same run) and (b) decoded and assembled into
 blocks and gap events as a live source does.  Printed: real-time factor of
 (b) and the ratio (b)/(a).
@@ -25,7 +26,8 @@ SETUP = {
               {"emg": cyton.PACKET_LEN}),
     "bitalino": (bitalino.Decoder, bitalino.start_command(fs_hz=1000),
                  {"emg": 1000.0, "acc": 1000.0}, {"emg": 7, "acc": 7}),
-    "open": (openframe.Decoder, openframe.HostEncoder().start(),
+    # the open frame merged as the live source decodes it (one packet per run of frames)
+    "open": (lambda: openframe.Decoder(merge=True), openframe.HostEncoder().start(),
              {"emg": 1000.0, "acc": 100.0}, {}),
 }
 
@@ -45,10 +47,10 @@ def chunks(data: bytes, chunk_s: float, bytes_per_s: float):
     return [data[i:i + n] for i in range(0, len(data), n)]
 
 
-def run(proto: str, seconds: float) -> None:
+def run(proto: str, seconds: float, chunk_s: float = 0.1) -> None:
     make_decoder, _, rates, frame_bytes = SETUP[proto]
     data, _ = stream_bytes(proto, seconds)
-    parts = chunks(data, 0.02, len(data) / seconds)           # a read every 20 ms
+    parts = chunks(data, chunk_s, len(data) / seconds)        # a read every chunk_s
     t = time.perf_counter()
     dec = make_decoder()
     for p in parts:
@@ -64,7 +66,7 @@ def run(proto: str, seconds: float) -> None:
             if pk.stream in asm:
                 by.setdefault(pk.stream, []).append(pk)
         for s, lst in by.items():
-            n_items += len(asm[s].feed(lst, 1000.0 + k * 0.02))
+            n_items += len(asm[s].feed(lst, 1000.0 + k * chunk_s))
     full = time.perf_counter() - t
     gaps = {s: a.gap_samples for s, a in asm.items()}
     print(f"{proto:9s} {seconds:.0f} s of stream: decode {base:.3f} s, decode+assemble "
@@ -74,6 +76,7 @@ def run(proto: str, seconds: float) -> None:
 
 if __name__ == "__main__":
     secs = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
+    chunk = float(sys.argv[2]) if len(sys.argv) > 2 else 0.1
     np.seterr(all="ignore")
     for proto in SETUP:
-        run(proto, secs)
+        run(proto, secs, chunk)

@@ -134,6 +134,32 @@ class CounterUnwrapper:
         self._last_n = 0
         self._start_index = int(start_index)
 
+    def follow(self, n_samples: list[int], last_counter: int) -> int:
+        """Take in frames whose counters continue the sequence exactly (the
+        caller checked each one): no gap, no reset, nothing to compute.
+
+        The state afterwards is what :meth:`unwrap` leaves for the same frames.
+
+        Parameters
+        ----------
+        n_samples : list of int
+            Samples in each frame, in order (at least one frame).
+        last_counter : int
+            Raw counter of the last frame.
+
+        Returns
+        -------
+        int
+            Index of the first sample of the first frame.
+        """
+        if self._last_index is None:
+            raise ValueError("CounterUnwrapper.follow needs a frame unwrapped before")
+        first = self._last_index + self._last_n
+        self._last_index = first + sum(n_samples) - n_samples[-1]
+        self._last_n = int(n_samples[-1])
+        self._last_counter = int(last_counter)
+        return first
+
     def unwrap(self, counters, n_samples, first_index_hint: float | None = None,
                min_missing=None) -> UnwrapResult:
         """Unwrap a batch of consecutive frames.

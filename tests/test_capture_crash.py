@@ -35,7 +35,9 @@ def test_sigkill_mid_cramp_then_restart_continues_the_night(tmp_path):
     first = night_cramps()[0]
     with BoardSimProcess("--protocol", "open", "--pty", "--speed", "20", "--hours", str(HOURS),
                          "--seed", str(SEED)) as sim:
-        url = f"serial://{sim.where}?board=open"
+        # read frame by frame (batch_s=0): at 20x real time a batch of 0.25 s holds 5 s of
+        # signal, dated back from its arrival, more than the restart's pause
+        url = f"serial://{sim.where}?board=open&batch_s=0"
         cap = CaptureProcess(home, "--source", url, "--set", "log_interval_s=0.1")
         try:
             cap.wait_for(r"cramp onset")

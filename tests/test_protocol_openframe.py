@@ -14,7 +14,7 @@ from crampwatch.firmware_bridge.protocols import get_protocol
 from crampwatch.firmware_bridge.protocols import openframe as of
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_helpers import corrupt_byte, feed_split, normalize, stats_tuple
+from protocol_helpers import corrupt_byte, feed_split, normalize, per_sample, stats_tuple
 
 from crampwatch.errors import FrameError
 
@@ -319,3 +319,58 @@ def test_time_sync_reply_round_trip():
 def test_registry():
     assert get_protocol("open") is of
     assert of.BOARD.name == "open"
+
+
+# -- merge=True: one packet per run of frames (what the live source uses) -----------------
+
+
+def _per_sample_with_scale(packets, stream):
+    counters, samples = per_sample(packets, stream)
+    return counters, samples.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, len(STREAM)), max_size=40),
+       st.lists(st.integers(0, len(STREAM) - 1), max_size=4))
+def test_merged_runs_hold_the_same_samples_for_any_split(cuts, damaged):
+    data = bytearray(STREAM)
+    for pos in damaged:                       # corrupt frames: runs must not bridge them
+        data[pos] = corrupt_byte(data[pos])
+    ref = of.Decoder()
+    ref_packets = ref.feed(bytes(data))
+    dec = of.Decoder(merge=True)
+    packets = feed_split(dec, bytes(data), cuts)
+    for stream in ("emg", "acc"):
+        assert _per_sample_with_scale(packets, stream) == _per_sample_with_scale(ref_packets,
+                                                                                 stream)
+    assert stats_tuple(dec.stats) == stats_tuple(ref.stats)
+    # control packets are not merged, and come in the same order
+    ctl = [(p.stream, p.counter) for p in packets if p.samples is None]
+    assert ctl == [(p.stream, p.counter) for p in ref_packets if p.samples is None]
+    # each run's first frame is a frame of the reference, with its offset
+    firsts = {(p.stream, p.counter): p.offset for p in ref_packets}
+    for p in packets:
+        assert firsts[(p.stream, p.counter)] == p.offset
+        if p.samples is not None:
+            assert sum(p.meta["frame_samples"]) == p.samples.shape[0]
+            assert len(p.meta["frame_samples"]) == p.meta["frames"]
+
+
+def test_merged_runs_are_one_packet_per_stream_and_end_at_a_counter_jump_or_info():
+    enc = of.Encoder(of.Info(emg_uv_per_count=0.5))
+    z = np.zeros((20, 2))
+    wire = (enc.encode_emg(0, 0, z + 1) + enc.encode_imu(0, 0, np.zeros((10, 3)))
+            + enc.encode_emg(20, 0, z + 2) + enc.encode_emg(60, 0, z + 3)   # 20 lost
+            + of.Encoder(of.Info(emg_uv_per_count=2.0)).encode_info(0)      # new scaling
+            + enc.encode_emg_counts(80, 0, np.ones((20, 2), np.int16)))
+    packets = of.Decoder(merge=True).feed(wire)
+    got = [(p.stream, p.counter, None if p.samples is None else p.samples.shape[0])
+           for p in packets]
+    assert got == [("emg", 0, 40), ("acc", 0, 10), ("emg", 60, 20), ("info", 0, None),
+                   ("emg", 80, 20)]
+    assert packets[0].meta["frame_samples"] == [20, 20]
+    # the frames before the INFO were scaled by the default (1 uV per count), rounded by
+    # the encoder at 0.5: 2 counts per uV; the run after it by 2 uV per count
+    assert packets[0].samples[:20].max() == 2.0 and packets[0].samples[20:].max() == 4.0
+    assert packets[-1].samples.max() == 2.0
+    assert packets[0].meta["scaled_by_default"] and not packets[-1].meta["scaled_by_default"]

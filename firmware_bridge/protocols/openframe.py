@@ -364,6 +364,16 @@ class Decoder:
     ----------
     default_info : Info
         Scaling used until the first INFO frame arrives.
+    merge : bool
+        False (default): one packet per frame, the same packets for any split
+        of the input.  True: one ``"emg"``/``"acc"`` packet per run of frames
+        of that stream decoded by one ``feed`` call whose sample indices
+        follow on (same channel mask, same scaling; a control frame ends the
+        runs): the payloads of a run become one array in one step.  The
+        samples and their indices are the same for any split, the packet
+        boundaries are not; ``meta`` gets ``"frames"`` (frames in the
+        packet) and ``"frame_samples"`` (samples in each), and ``"seq"`` is
+        the first frame's.
 
     Attributes
     ----------
@@ -380,8 +390,9 @@ class Decoder:
     ('acc', 40, [[0.0, 0.0, 1.0]], True)
     """
 
-    def __init__(self, default_info: Info = DEFAULT_INFO):
+    def __init__(self, default_info: Info = DEFAULT_INFO, merge: bool = False):
         self.default_info = default_info
+        self.merge = merge
         self.info: Info | None = None
         self.stats = DecoderStats()
         self._framer = _Framer(self.stats)
@@ -393,12 +404,63 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[Packet]:
         """Decode the next bytes of the stream; return the packets completed."""
+        frames = self._framer.feed(data)
+        if self.merge:
+            return self._merged(frames)
         out = []
-        for off, body in self._framer.feed(data):
+        for off, body in frames:
             p = self._packet(off, body)
             self.stats.frames_ok += 1
             out.append(p)
         return out
+
+    def _merged(self, frames: list) -> list[Packet]:
+        """Sample frames grouped into runs per stream, each run decoded in one step."""
+        out: list[Packet] = []
+        self.stats.frames_ok += len(frames)
+        runs: dict[int, list] = {}     # frame type -> [bodies, next index, mask, offset]
+        pending: list = []             # open runs, in stream order
+
+        for off, body in frames:
+            ftype = body[1]
+            if ftype == FrameType.EMG or ftype == FrameType.IMU:
+                first = _U32.unpack_from(body, 12)[0]
+                n, mask = body[16], body[17]
+                run = runs.get(ftype)
+                if run is not None and run[1] == first and run[2] == mask:
+                    run[0].append(body)
+                    run[1] = (first + n) % INDEX_MODULO
+                    run[4].append(n)
+                    continue
+                run = [[body], (first + n) % INDEX_MODULO, mask, off, [n]]
+                runs[ftype] = run
+                pending.append(run)
+            else:
+                # runs end at a control frame (an INFO changes the scaling after it)
+                out.extend(self._run_packet(r[0], r[2], r[3], r[4]) for r in pending)
+                pending.clear()
+                runs.clear()
+                out.append(self._packet(off, body))
+        out.extend(self._run_packet(r[0], r[2], r[3], r[4]) for r in pending)
+        return out
+
+    def _run_packet(self, bodies: list, mask: int, off: int, n: list) -> Packet:
+        head = bodies[0]
+        nch = _POPCOUNT[mask]
+        if len(bodies) == 1:
+            raw = memoryview(head)[HEADER_LEN:-CRC_LEN]
+        else:
+            raw = b"".join([memoryview(b)[HEADER_LEN:-CRC_LEN] for b in bodies])
+        counts = np.frombuffer(raw, "<i2").reshape(-1, nch)
+        _, ftype, seq, t_us, first, _, _ = HEADER.unpack_from(head)
+        if ftype == FrameType.EMG:
+            stream, scale = "emg", self._emg_scale
+        else:
+            stream, scale = "acc", self._acc_scale
+        return Packet(stream, first, INDEX_MODULO, samples=counts * scale, device_time_us=t_us,
+                      offset=off, meta={"seq": seq, "channel_mask": mask,
+                                        "scaled_by_default": self.info is None,
+                                        "frames": len(bodies), "frame_samples": n})
 
     def _packet(self, off: int, body: bytes) -> Packet:
         _, ftype, seq, t_us, first, n, mask = HEADER.unpack_from(body)

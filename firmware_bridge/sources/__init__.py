@@ -48,7 +48,9 @@ def open_source(url: str, start: bool = True, **options) -> Source:
     **options
         Passed to the scheme's opener; ``ble://`` takes ``client_class``
         (default ``bleak.BleakClient``) and ``find_device``, the seams tests
-        use to run without a radio.
+        use to run without a radio; ``serial://``, ``socket://`` and
+        ``ble://`` take ``batch_s``, the default pause between reads while
+        bytes flow (0.1 s; the URL's ``batch_s`` wins).
 
     Returns
     -------

@@ -24,6 +24,14 @@ arrives (one frame of delay, only when something is odd):
   host time; otherwise the counter's gap stands.
 
 The first frame of a link is held the same way until the second confirms it.
+
+A packet may be a run of frames that the decoder merged (the open frame's
+``meta["frame_samples"]``, frames whose indices follow on): a run that does
+not simply continue the trusted sequence is screened as its first frame
+followed by the rest, which that frame's successor confirms.  A batch whose
+packets all continue the trusted sequence exactly (the usual case) takes a
+short path with the same state changes and the same block, without the
+screen's and the unwrapper's array work.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import math
 import numpy as np
 
 from crampwatch.firmware_bridge.clock import ClockFit, CounterUnwrapper
+from crampwatch.firmware_bridge.protocols.base import Packet
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent
 
 logger = logging.getLogger(__name__)
@@ -54,6 +63,20 @@ _MAX_HELD = 4
 # factor, plus this many seconds (latency of the last good frame, stalls)
 _JUMP_HOST_FACTOR = 1.1
 _JUMP_HOST_SLACK_S = 2.0
+
+
+def _split_first(p) -> tuple:
+    """A merged packet (``meta["frame_samples"]``) as its first frame and the rest
+    (both keep the run's byte offset: merged packets are never fixed-length frames)."""
+    n = p.meta["frame_samples"]
+    k = n[0]
+    spc = p.samples_per_count
+    head = Packet(p.stream, p.counter, p.counter_modulo, p.samples[:k], spc, p.device_time_us,
+                  p.offset, {**p.meta, "frames": 1, "frame_samples": n[:1]})
+    rest = Packet(p.stream, (p.counter + k // spc) % p.counter_modulo, p.counter_modulo,
+                  p.samples[k:], spc, None, p.offset,
+                  {**p.meta, "frames": len(n) - 1, "frame_samples": n[1:]})
+    return head, rest
 
 
 class StreamAssembler:
@@ -97,16 +120,20 @@ class StreamAssembler:
             self.frames_implausible += len(self._held)
             self._held = []
 
-    def _min_missing(self, packets) -> np.ndarray | None:
+    def _min_missing(self, packets, n) -> np.ndarray | None:
         """Frames that must be missing before each packet: with fixed-length frames,
-        bytes that arrived but did not decode took up whole frame slots."""
-        if self.frame_bytes is None:
+        bytes that arrived but did not decode took up whole frame slots.  A packet
+        of ``n`` samples spans ``n`` frames (decoders may merge consecutive ones)."""
+        fb = self.frame_bytes
+        if fb is None:
             return None
         off = np.fromiter((p.offset for p in packets), dtype=np.int64, count=len(packets))
-        prev = np.concatenate(([off[0] - self.frame_bytes if self._last_offset is None
-                                else self._last_offset], off[:-1]))
-        self._last_offset = int(off[-1])
-        return np.maximum((off - prev) // self.frame_bytes - 1, 0)
+        end = off + n * fb                       # byte offset one past each packet
+        prev = np.empty_like(off)
+        prev[0] = off[0] if self._last_offset is None else self._last_offset
+        prev[1:] = end[:-1]
+        self._last_offset = int(end[-1])
+        return np.maximum((off - prev) // fb, 0)
 
     def set_fs(self, fs_hz: float) -> None:
         """The device announced its rate (before any sample of the stream)."""
@@ -191,6 +218,12 @@ class StreamAssembler:
         while work:
             p, p_s = work.popleft()
             held = self._held
+            if (held or self._anchor is None or p.counter != self._anchor[1]) \
+                    and len(p.meta.get("frame_samples", ())) > 1:
+                # a run of frames the decoder merged and that is not simply the next:
+                # screen its first frame as a frame, the rest of the run follows it
+                work.extendleft(reversed([(q, p_s) for q in _split_first(p)]))
+                continue
             if not held:
                 if self._anchor is not None and p.counter == self._anchor[1]:
                     accept(p, p_s)
@@ -258,6 +291,8 @@ class StreamAssembler:
         """
         if not packets:
             return []
+        if self._follows(packets):
+            return self._fast(packets, arrival_s)
         packets, forced_resets, out = self._screen(packets, arrival_s)
         if not packets:
             return out
@@ -270,7 +305,7 @@ class StreamAssembler:
         u = self.unwrapper
         total = int(n.sum())
         host_last = self._host_index(arrival_s)
-        min_missing = self._min_missing(packets)
+        min_missing = self._min_missing(packets, n)
         start = 0
         if self._relinked:
             self._relinked = False
@@ -330,6 +365,40 @@ class StreamAssembler:
         self._last_arrival = arrival_s
         self._after_drop.clear()
         return out
+
+    def _follows(self, packets) -> bool:
+        """True when every packet continues the trusted sequence exactly (the usual
+        case) and the full screen and unwrap have nothing to decide: nothing held,
+        no relink, an index counter (no silence can hide whole periods) and no
+        byte slots to count."""
+        anchor = self._anchor
+        if (anchor is None or self._held or self._relinked or self.frame_bytes is not None
+                or self.unwrapper is None or not self.unwrapper.started
+                or anchor[2] <= (1 << 20)):
+            return False
+        expected = anchor[1]
+        for p in packets:
+            if p.counter != expected or p.counter_modulo != anchor[2] \
+                    or p.samples_per_count != anchor[3]:
+                return False
+            expected = (expected + p.samples.shape[0] // p.samples_per_count) % anchor[2]
+        return True
+
+    def _fast(self, packets, arrival_s: float) -> list:
+        """:meth:`feed` for packets that :meth:`_follows` accepted: the same state
+        changes and the same block, without the screen's and unwrap's work."""
+        last = packets[-1]
+        self._set_anchor(last, arrival_s)
+        n = [p.samples.shape[0] for p in packets]
+        first = self.unwrapper.follow(n, last.counter)
+        data = last.samples if len(packets) == 1 else \
+            np.concatenate([p.samples for p in packets])
+        total = data.shape[0]
+        self.fit.add(first + total - 1, arrival_s)
+        t = self.fit.time_of(first) + self.wall_offset_s
+        self.samples += total
+        self._last_arrival = arrival_s
+        return [SampleBlock(self.stream, self.fs_hz, first, data, float(t))]
 
     def _estimate_first(self, host_last, n_rest, prev_end) -> int:
         """Index of the first of ``n_rest`` samples whose last one arrived now, from host time."""

@@ -71,6 +71,7 @@ class BoardSession:
         self.board = proto.BOARD
 
     def new_decoder(self):
+        """The decoder for one connection."""
         return self.proto.Decoder()
 
     def stream_info(self) -> dict[str, StreamInfo]:
@@ -81,8 +82,9 @@ class BoardSession:
         return out
 
     def frame_bytes(self, stream: str, decoder) -> int | None:
-        """Bytes per frame of ``stream`` when every packet of it is one fixed-length
-        frame (lets the source count unreadable frame slots), else None."""
+        """Bytes per frame of ``stream`` when each of its samples comes in one
+        fixed-length frame (a packet of ``n`` samples spans ``n`` frames; lets
+        the source count unreadable frame slots), else None."""
         return None
 
     def start(self, link) -> dict:
@@ -211,6 +213,14 @@ class OpenSession(BoardSession):
         super().__init__(proto, url)
         self.host = proto.HostEncoder()
         self.device_info = None
+
+    def new_decoder(self):
+        """``merge=True``: one packet per run of frames of a stream in each read.
+        (The open frame's 32-bit sample index lets the counter screen judge a
+        run as it judges a frame; the 4- and 8-bit counters of BITalino and
+        Cyton cannot tell a run of more than a period from a jump, so those
+        boards keep one packet per frame.)"""
+        return self.proto.Decoder(merge=True)
 
     def stream_info(self):
         inf = self.device_info

@@ -6,6 +6,14 @@ pump bytes through the protocol decoder into the per-stream assemblers, and
 when the link is lost (an error, or no byte for ``stall_timeout_s``) report
 ``disconnected``, wait ``backoff_s(attempt)`` and start again.  On close it
 sends the board's stop command.
+
+While streaming, the thread reads in batches: after a read that brought
+bytes it sleeps until ``batch_s`` has passed before reading again, so that
+each wake-up decodes, assembles and hands on tens of milliseconds of signal
+(a board sends a frame every few ms; one wake-up per frame costs more than
+the work on its samples).  After a silence the first byte is taken at once,
+and after a read of :data:`FULL_READ_BYTES` or more (the kernel's buffer may
+have held back the rest) the next read follows at once.
 """
 
 from __future__ import annotations
@@ -24,6 +32,14 @@ from crampwatch.firmware_bridge.sources.transport import LinkLost, Transport
 logger = logging.getLogger(__name__)
 
 SAMPLE_STREAMS = ("emg", "acc")
+#: default pause between reads while bytes flow (see the module docstring)
+BATCH_S = 0.1
+#: longest pause between reads a URL may ask for (``batch_s``)
+BATCH_MAX_S = 0.5
+#: a read of this many bytes or more may have been capped by the kernel (a tty
+#: hands over at most its 4 KiB line-discipline buffer per read): read on at once
+#: instead of pausing, so a fast stream is never throttled by the batching
+FULL_READ_BYTES = 2048
 
 
 class HandshakeTimeout(LinkLost):
@@ -141,11 +157,20 @@ class LinkSource(Source):
         No byte for this long while streaming counts as a disconnect.
     rng : random.Random, optional
         Jitter source for the reconnect backoff.
+    batch_s : float
+        While bytes flow, read at most once per ``batch_s`` (0: read each
+        chunk as it arrives).  The samples reach the consumer up to this
+        much later; every wake-up of the thread handles that much signal.
     """
 
     def __init__(self, url: SourceUrl, make_transport, session, stall_timeout_s: float = 5.0,
-                 rng: random.Random | None = None, backoff_cap_s: float = 30.0):
+                 rng: random.Random | None = None, backoff_cap_s: float = 30.0,
+                 batch_s: float = BATCH_S):
         super().__init__(url)
+        if not 0.0 <= batch_s <= BATCH_MAX_S:
+            raise SourceError(f"{url.url}: batch_s must be between 0 and {BATCH_MAX_S:g} s, "
+                              f"got {batch_s:g}", url=url.url)
+        self.batch_s = float(batch_s)
         self._make_transport = make_transport
         self.session = session
         self.stall_timeout_s = float(stall_timeout_s)
@@ -224,9 +249,21 @@ class LinkSource(Source):
         self._stop.wait(delay)
 
     def _pump(self, transport: Transport, decoder) -> str | None:
-        """Bytes -> items until the link is lost (returns why) or the source closes (None)."""
+        """Bytes -> items until the link is lost (returns why) or the source closes (None).
+
+        One batch per turn: everything the transport holds (all its chunks,
+        stamped with the arrival of the last one) is decoded in one call,
+        and each stream's packets are assembled together.
+        """
         last_byte = time.monotonic()
-        while not self._stop.is_set():
+        next_read = last_byte
+        stop = self._stop
+        batch_s = self.batch_s
+        while not stop.is_set():
+            if batch_s:
+                wait = next_read - time.monotonic()
+                if wait > 0 and stop.wait(wait):
+                    break
             try:
                 chunks = transport.read(0.1)
             except LinkLost as exc:
@@ -237,32 +274,46 @@ class LinkSource(Source):
                     return f"stalled: no data for {self.stall_timeout_s:g} s"
                 continue
             last_byte = now
-            for t_ns, data in chunks:
-                arrival_s = t_ns / 1e9
-                packets = decoder.feed(data)
-                self._decoder_stats(decoder, arrival_s)
-                samples = []
-                for p in packets:
-                    if p.stream in SAMPLE_STREAMS:
-                        samples.append(p)
-                    else:
-                        self._control(p, arrival_s)
-                if samples:
-                    self._samples(samples, arrival_s)
-                    self._attempt = 0
+            if len(chunks) == 1:
+                t_ns, data = chunks[0]
+            else:
+                t_ns, data = chunks[-1][0], b"".join(d for _, d in chunks)
+            next_read = now + batch_s if len(data) < FULL_READ_BYTES else now
+            arrival_s = t_ns / 1e9
+            packets = decoder.feed(data)
+            self._decoder_stats(decoder, arrival_s)
+            if not packets:
+                continue
+            samples = []
+            for p in packets:
+                if p.stream in SAMPLE_STREAMS:
+                    samples.append(p)
+                else:
+                    self._control(p, arrival_s)
+            if samples:
+                self._samples(samples, arrival_s)
+                self._attempt = 0
         return None
 
     def _decoder_stats(self, decoder, arrival_s: float) -> None:
         st = decoder.stats
-        now = {k: getattr(st, k) for k in self._totals}
-        delta = {k: now[k] - self._dec_seen[k] for k in now}
-        self._dec_seen = now
-        for k, v in delta.items():
-            self._totals[k] += v
-            self.stats[k] = self._totals[k]
-        if delta["frames_bad"] > 0:
-            self._emit_event("crc_error", arrival_s, frames_bad=delta["frames_bad"],
-                             bytes_skipped=delta["bytes_skipped"])
+        seen = self._dec_seen
+        totals = self._totals
+        bad = 0
+        skipped = 0
+        for k in totals:
+            v = getattr(st, k)
+            d = v - seen[k]
+            if d:
+                seen[k] = v
+                totals[k] += d
+                self.stats[k] = totals[k]
+                if k == "frames_bad":
+                    bad = d
+                elif k == "bytes_skipped":
+                    skipped = d
+        if bad > 0:
+            self._emit_event("crc_error", arrival_s, frames_bad=bad, bytes_skipped=skipped)
 
     def _emit_event(self, kind, arrival_s, **detail):
         from crampwatch.firmware_bridge.types import SourceEvent

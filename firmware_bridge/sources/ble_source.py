@@ -31,7 +31,7 @@ import time
 
 from crampwatch.errors import SourceError
 from crampwatch.firmware_bridge.sources._boards import make_session
-from crampwatch.firmware_bridge.sources._link import LinkSource
+from crampwatch.firmware_bridge.sources._link import BATCH_S, LinkSource
 from crampwatch.firmware_bridge.sources.base import SourceUrl
 from crampwatch.firmware_bridge.sources.serial_source import COMMON_PARAMS
 from crampwatch.firmware_bridge.sources.transport import LinkLost, Transport
@@ -206,7 +206,8 @@ class BleTransport(Transport):
             logger.debug("%s: disconnect: %r", self.address, exc)
 
 
-def open_ble(url: SourceUrl, client_class=None, find_device=None) -> LinkSource:
+def open_ble(url: SourceUrl, client_class=None, find_device=None,
+             batch_s: float = BATCH_S) -> LinkSource:
     """Build (not start) the source for a ``ble://`` URL.
 
     Parameters
@@ -216,6 +217,8 @@ def open_ble(url: SourceUrl, client_class=None, find_device=None) -> LinkSource:
         Default ``bleak.BleakClient``; tests pass a fake with the same methods.
     find_device : coroutine function, optional
         Default ``BleakScanner.find_device_by_address``.
+    batch_s : float
+        Default of the URL's ``batch_s`` (see :mod:`.serial_source`).
     """
     if "board" not in url.params:
         url = SourceUrl(url.url, url.scheme, url.target, {**url.params, "board": "open"})
@@ -228,4 +231,5 @@ def open_ble(url: SourceUrl, client_class=None, find_device=None) -> LinkSource:
     stall_s = url.get("stall_s", 5.0, float)
     return LinkSource(url, lambda: BleTransport(url.target, client_class, find_device,
                                                 scan_timeout_s=scan_s),
-                      session, stall_timeout_s=stall_s)
+                      session, stall_timeout_s=stall_s,
+                      batch_s=url.get("batch_s", batch_s, float))

@@ -1,6 +1,6 @@
 """``socket://HOST:PORT?board=NAME``: a board (or board simulator) behind TCP.
 
-Parameters as for ``serial://`` (``board``, ``stall_s`` and the board's own).
+Parameters as for ``serial://`` (``board``, ``stall_s``, ``batch_s`` and the board's own).
 The source reconnects by itself when the peer goes away, with backoff.
 
 Examples
@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from crampwatch.errors import SourceError
 from crampwatch.firmware_bridge.sources._boards import make_session
-from crampwatch.firmware_bridge.sources._link import LinkSource
+from crampwatch.firmware_bridge.sources._link import BATCH_S, LinkSource
 from crampwatch.firmware_bridge.sources.base import SourceUrl
 from crampwatch.firmware_bridge.sources.serial_source import COMMON_PARAMS
 from crampwatch.firmware_bridge.sources.transport import SocketTransport
 
 
-def open_socket(url: SourceUrl) -> LinkSource:
-    """Build (not start) the source for a ``socket://`` URL."""
+def open_socket(url: SourceUrl, batch_s: float = BATCH_S) -> LinkSource:
+    """Build (not start) the source for a ``socket://`` URL (``batch_s``: as for
+    :func:`~.serial_source.open_serial`)."""
     session = make_session(url)
     url.check_params(COMMON_PARAMS + session.known_params)
     host, sep, port = url.target.rpartition(":")
@@ -29,4 +30,4 @@ def open_socket(url: SourceUrl) -> LinkSource:
     stall_s = url.get("stall_s", 5.0, float)
     host = host.strip("[]")
     return LinkSource(url, lambda: SocketTransport(host, int(port)), session,
-                      stall_timeout_s=stall_s)
+                      stall_timeout_s=stall_s, batch_s=url.get("batch_s", batch_s, float))

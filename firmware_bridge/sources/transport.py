@@ -25,6 +25,13 @@ __all__ = ["Transport", "LinkLost", "SerialTransport", "SocketTransport", "set_f
 
 logger = logging.getLogger(__name__)
 
+#: bytes asked for per read(2); a read that may have been capped (a socket's
+#: ``_READ_BYTES``, a tty's line-discipline buffer of 4 KiB) is followed by
+#: more, up to ``_READ_MAX_PARTS`` reads per call
+_READ_BYTES = 65536
+_TTY_READ_BYTES = 2048
+_READ_MAX_PARTS = 16
+
 
 class LinkLost(Exception):
     """The link under a source is gone; the source reconnects."""
@@ -164,7 +171,23 @@ class SerialTransport(Transport):
             if not ready:
                 return []
             t_ns = time.monotonic_ns()
-            data = os.read(ser.fileno(), 65536)
+            fd = ser.fileno()
+            data = os.read(fd, _READ_BYTES)
+            if len(data) >= _TTY_READ_BYTES:
+                # the tty may hold more than one read(2) hands over: take what is there
+                parts = [data]
+                while len(parts) < _READ_MAX_PARTS:
+                    try:
+                        more = os.read(fd, _READ_BYTES)
+                    except BlockingIOError:
+                        break
+                    if not more:
+                        break
+                    parts.append(more)
+                t_ns = time.monotonic_ns()
+                data = b"".join(parts)
+        except BlockingIOError:
+            return []
         except OSError as exc:          # EIO: the pty master or the USB device went away
             raise LinkLost(f"{self.port}: {exc}") from exc
         except (serial.SerialException, ValueError, TypeError) as exc:
@@ -233,7 +256,21 @@ class SocketTransport(Transport):
             if not ready:
                 return []
             t_ns = time.monotonic_ns()
-            data = sock.recv(65536)
+            data = sock.recv(_READ_BYTES)
+            if len(data) == _READ_BYTES:
+                parts = [data]
+                while len(parts) < _READ_MAX_PARTS:
+                    try:
+                        more = sock.recv(_READ_BYTES)
+                    except BlockingIOError:
+                        break
+                    if not more:
+                        break          # the peer closed: the next read says so
+                    parts.append(more)
+                    if len(more) < _READ_BYTES:
+                        break
+                t_ns = time.monotonic_ns()
+                data = b"".join(parts)
         except BlockingIOError:
             return []
         except OSError as exc:

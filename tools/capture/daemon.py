@@ -86,7 +86,13 @@ _PENDING_MAX = 20_000          # items kept while no recording is open yet
 #: step_s (1 s) anyway, and a call per tiny block costs more than the samples in it
 DETECT_BATCH_S = 0.25
 #: the main loop turns at most this often while data flow (s)
-LOOP_S = 0.1
+LOOP_S = 0.25
+"""One turn of the daemon's loop (s): the sources read in batches this long while bytes
+flow, and detection, the writer and the status run once per turn.  0.1 s cost 1.6 % of a
+core with two channels at 1 kHz, 0.25 s 0.94 % (benchmarks/bench_capture.py); it adds at
+most 0.25 s to when an onset is reported."""
+#: sources that read a byte stream and take ``batch_s``
+BATCHED_SCHEMES = ("serial", "socket", "ble")
 #: once running, an episode-log write waits at most this long for another process's
 #: lock; what could not be written is kept and written later (the loop never stalls)
 DB_BUSY_S = 2.0
@@ -260,7 +266,10 @@ class CaptureDaemon:
             if n:
                 log.warning("%d episode(s) left open by an interrupted capture closed as "
                             "truncated", n)
-            self.src = open_source(self.url, **self.source_options)
+            opts = dict(self.source_options)
+            if self.url.split(":", 1)[0] in BATCHED_SCHEMES:
+                opts.setdefault("batch_s", LOOP_S)     # the URL's batch_s= still wins
+            self.src = open_source(self.url, **opts)
             log.info("capture: reading %s; recordings in %s; episode log %s", self.url,
                      self.out_dir, self.db_path)
             sd_notify("READY=1\nSTATUS=waiting for the board")
@@ -601,7 +610,8 @@ class CaptureDaemon:
         night = night_date(start_new)
         _can_mkdir(self.out_dir)      # if it fails, the writer says so and retries
         path, resume, start_utc, ends = choose_file(self.out_dir, night, start_new, host0,
-                                                     emg_info.fs_hz)
+                                                     emg_info.fs_hz,
+                                                     slack_s=b.n_samples / b.fs_hz)
         header = RecordingHeader(
             emg=emg_info, acc=acc_info, board=self.board or self.src.url.split(":", 1)[0],
             source_url=self.src.url, start_time=start_utc,

@@ -40,15 +40,21 @@ def recording_name(night: str, start_local: datetime | None = None) -> str:
     return f"crampwatch-{night}-{start_local.strftime('%H%M%S')}.cwrec"
 
 
+MAX_SLACK_S = 10.0
+"""Longest batch (s of signal) allowed for in deciding whether a restart continues."""
+
+
 def choose_file(out_dir: str, night: str, start_new: datetime, host0: float,
-                emg_fs_hz: float) -> tuple[str, bool, datetime, dict]:
+                emg_fs_hz: float, slack_s: float = 0.0) -> tuple[str, bool, datetime, dict]:
     """The night's file to continue, or a new one: ``(path, resume, start_utc, ends)``.
 
     ``ends`` maps each stream to the file index one past its last sample
     (empty for a new file).  The newest ``crampwatch-NIGHT*.cwrec`` in
     ``out_dir`` is continued unless it cannot be read, its last sample is
     later than ``host0`` (a replayed file, a clock step) or its EMG rate is
-    not ``emg_fs_hz``.
+    not ``emg_fs_hz``.  ``slack_s``: the length of the first block, whose first
+    sample the clock dates back from its arrival by that much (more than the
+    wall-clock time it took with a source faster than real time).
     """
     from crampwatch.firmware_bridge.recording import open_capture
     path = os.path.join(out_dir, recording_name(night))
@@ -77,7 +83,11 @@ def choose_file(out_dir: str, night: str, start_new: datetime, host0: float,
         log.warning("capture: %s cannot be continued (%s); starting a new recording",
                     last, exc)
         return fresh_path(out_dir, night, start_new), False, start_new, {}
-    if end_t > host0 + 1.0 or fs != emg_fs_hz:
+    # the host times of both ends are dated from their batches' arrival: each may be
+    # early or late by up to a batch's length of signal (many seconds for a simulator
+    # faster than real time); capped, so a replayed file never continues a night's file
+    slack_s = min(max(0.0, slack_s), MAX_SLACK_S)
+    if end_t > host0 + 1.0 + 2.0 * slack_s or fs != emg_fs_hz:
         # the new samples would not come after the file's (a replayed file, a clock
         # step) or the rate differs: never mix them into the old file
         return fresh_path(out_dir, night, start_new), False, start_new, {}
