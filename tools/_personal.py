@@ -41,7 +41,7 @@ from crampwatch.errors import InputFileError
 
 __all__ = ["DEFAULT_TRIES", "MIN_NIGHTS", "TOO_FEW_EXIT", "LabelledNight", "TuningResult",
            "config_text", "cross_validate", "default_output_path", "default_tries",
-           "labelled_nights", "run_db", "too_few_message"]
+           "labelled_nights", "run_db", "sleeper_nights", "too_few_message"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,19 @@ def labelled_nights(db: str) -> tuple[list[LabelledNight], list[str]]:
             if ln.paths:
                 nights.append(ln)
     return nights, missing
+
+
+def sleeper_nights(db: str, command: str = "tune"):
+    """``(nights, missing, too_few)``: the log's nights with verdicts, the
+    recordings whose files are gone, and the one-line reason there are too few
+    nights for ``command`` (None when there are enough).  Every recording
+    missing: an :class:`InputFileError`."""
+    nights, missing = labelled_nights(db)
+    if not nights and missing:
+        raise InputFileError(f"{db}: every recording with verdicts is missing "
+                             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})",
+                             path=missing[0])
+    return nights, missing, too_few_message(nights, missing, db, command=command)
 
 
 def too_few_message(nights: list[LabelledNight], missing: list[str], db: str,
@@ -368,12 +381,7 @@ def run_db(args) -> int:
     grid = parse_tries(args.tries or default_tries())
     _grid_with_base(base, grid)                      # every value checked before reading
     acc = parse_acc_labels(args.acc)
-    nights, missing = labelled_nights(db)
-    if not nights and missing:
-        raise InputFileError(f"{db}: every recording with verdicts is missing "
-                             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})",
-                             path=missing[0])
-    too_few = too_few_message(nights, missing, db)
+    nights, missing, too_few = sleeper_nights(db)
     if too_few:
         print(f"crampwatch: {too_few}", file=sys.stderr)
         return TOO_FEW_EXIT

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from crampwatch.detector import DetectorConfig, EpisodeEnded, Pipeline
+from crampwatch.detector import DetectorConfig, EpisodeEnded
 from crampwatch.errors import ConfigError, SignalError
 from crampwatch.firmware_bridge.readers import open_recording
 from crampwatch.firmware_bridge.types import SampleBlock, SourceEvent
@@ -78,56 +78,22 @@ def load_config(config_path: str | None, overrides: list[str] | None) -> Detecto
 def run_recording(path: str, cfg: DetectorConfig, emg: str | None = None,
                   acc: str | None = None, progress: bool | None = None,
                   block_s: float = 300.0, on_event=None, keep_trace: bool = False) -> RunResult:
-    """Replay one recording through the pipeline as fast as possible.
+    """Replay one channel of a recording (``emg``, or the default EMG channel)
+    through the pipeline as fast as possible: :func:`run_channels` with one
+    channel; ``on_event`` is called with each event.
 
     ``keep_trace``: keep the per-step features (``RunResult.trace``, for the
     per-minute summaries of ``replay --db``); off, memory stays flat however
     long the recording."""
-    if progress is None:
-        progress = sys.stderr.isatty()
-    t0 = time.perf_counter()
-    with open_recording(path, emg=emg, acc=acc) as reader:
-        acc_fs = reader.acc.fs_hz if reader.acc is not None else None
-        # the reader yields each stream in blocks: wait for the accelerometer as long
-        # as a block (a live stream waits 2 s at most)
-        pipe = Pipeline(cfg, emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs,
-                        confidence_model=load_model(cfg.model_file or None), keep_trace=keep_trace,
-                        acc_wait_s=block_s + 1.0)
-        res = RunResult(path=str(path), channel=reader.emg.channels[0],
-                        start_time=reader.start_time, duration_s=reader.duration_s,
-                        emg_fs_hz=reader.emg.fs_hz, acc_fs_hz=acc_fs)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=round(reader.duration_s), unit="s", desc=str(path)[-30:],
-                       leave=False, file=sys.stderr)
-        done_s = 0.0
-        for item in reader.blocks(block_s):
-            if isinstance(item, SampleBlock):
-                events = pipe.feed(item)
-                if item.stream == "emg" and bar is not None:
-                    now_s = item.end_index / item.fs_hz
-                    bar.update(round(now_s) - round(done_s))
-                    done_s = now_s
-            elif isinstance(item, SourceEvent):
-                if item.kind == "gap":
-                    res.gaps.append(item)
-                continue
-            else:
-                continue
-            _collect(events, res, on_event)
-        _collect(pipe.finish(), res, on_event)
-        if bar is not None:
-            bar.close()
-    _check_signal(path, res.channel, pipe)
-    res.trace = pipe.trace()
-    res.wall_s = time.perf_counter() - t0
-    return res
+    handler = None if on_event is None else (lambda _site, ev: on_event(ev))
+    return run_channels(path, cfg, emg=emg, acc=acc, progress=progress, block_s=block_s,
+                        on_event=handler, keep_trace=keep_trace, one_channel=True)[0]
 
 
 def run_channels(path: str, cfg: DetectorConfig, emg=None, acc=None, sites: dict | None = None,
                  progress: bool | None = None, block_s: float = 300.0, on_event=None,
-                 keep_trace: bool = False, cross_channel: bool = True) -> list[RunResult]:
+                 keep_trace: bool = False, cross_channel: bool = True,
+                 one_channel: bool = False) -> list[RunResult]:
     """Replay every watched EMG channel of one recording: one :class:`RunResult`
     per channel, in channel order, each with its ``site``.
 
@@ -140,7 +106,8 @@ def run_channels(path: str, cfg: DetectorConfig, emg=None, acc=None, sites: dict
     of labels, or ``"all"`` (every EMG channel).  ``sites``: channel label ->
     site (``[capture] channels``); unmapped channels get a site guessed from
     their label (:func:`crampwatch.sites.site_for`).  ``on_event`` is called
-    with ``(site, event)``."""
+    with ``(site, event)``.  ``one_channel``: with ``emg`` None, the default
+    channel only, even of a capture that watched several."""
     from crampwatch.detector.multi import MultiPipeline
     if progress is None:
         progress = sys.stderr.isatty()
@@ -149,7 +116,7 @@ def run_channels(path: str, cfg: DetectorConfig, emg=None, acc=None, sites: dict
     t0 = time.perf_counter()
     watched = _watched_by_capture(path)
     if watched:               # a crampwatch capture: the channels and sites it watched live
-        if emg is None:
+        if emg is None and not one_channel:
             emg = list(watched) if len(watched) > 1 else emg
         sites = {**watched, **(sites or {})}
     with open_recording(path, emg=emg, acc=acc) as reader:
@@ -250,12 +217,17 @@ def _watched_by_capture(path: str) -> dict:
             if isinstance(v, str)}
 
 
-def _collect(events, res: RunResult, on_event) -> None:
-    for ev in events:
-        if on_event is not None:
-            on_event(ev)
-        if isinstance(ev, EpisodeEnded):
-            res.episodes.append(ev.episode)
+def parse_emg(text: str | None):
+    """``--emg``: None, ``"all"``, one label, or ``"A,B"`` (a list of labels)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "all":
+        return "all"
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError(f"--emg {text!r}: give a channel label, several separated by commas, "
+                          "or 'all'", key="emg")
+    return parts if len(parts) > 1 else text.strip()
 
 
 def parse_acc_labels(text: str | None):

@@ -45,7 +45,7 @@ import sys
 import time
 
 from crampwatch.tools._engine import Job, JobResult, run_jobs, settings_hash
-from crampwatch.tools._run import load_config, parse_acc_labels
+from crampwatch.tools._run import load_config, parse_acc_labels, parse_emg
 
 from crampwatch._files import (
     atomic_private_write,
@@ -144,19 +144,6 @@ def find_recordings(paths, skip_dirs=()) -> list[str]:
             seen.add(key)
             out.append(path)
     return out
-
-
-def parse_emg(text: str | None):
-    """``--emg``: None, ``"all"``, one label or a comma-separated list."""
-    if text is None:
-        return None
-    if text.strip().lower() == "all":
-        return "all"
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
-        raise ConfigError(f"--emg {text!r}: give a channel label, several separated by commas, "
-                          "or 'all'", key="emg")
-    return parts[0] if len(parts) == 1 else parts
 
 
 def unique_names(paths: list[str]) -> list[str]:

@@ -684,13 +684,7 @@ class EpisodeLog:
     # ------------------------------------------------------------- reading: episodes
     def episodes(self, night_id: int | None = None, site: str | None = None) -> list[dict]:
         """Episodes (of a night, of a site, or all), in onset order."""
-        where, args = [], []
-        if night_id is not None:
-            where.append("night_id=?")
-            args.append(night_id)
-        if site is not None:
-            where.append("site=?")
-            args.append(site)
+        where, args = _night_site(night_id, site)
         sql = "SELECT * FROM episodes" + (" WHERE " + " AND ".join(where) if where else "")
         return [dict(r) for r in self.db.execute(sql + " ORDER BY onset_utc, episode_id", args)]
 
@@ -732,13 +726,7 @@ class EpisodeLog:
                        kind: str | None = None) -> int:
         """How many episodes (of a night, of a site, or all).  ``kind``: only
         ``"cramp"``, ``"uncertain"`` or ``"false"`` ones (:func:`episode_kind`)."""
-        where, args = [], []
-        if night_id is not None:
-            where.append("night_id=?")
-            args.append(night_id)
-        if site is not None:
-            where.append("site=?")
-            args.append(site)
+        where, args = _night_site(night_id, site)
         if kind is not None:
             where.append({"cramp": _CRAMP, "uncertain": _UNCERTAIN, "false": _FALSE}[kind])
         sql = "SELECT count(*) FROM episodes e" + (" WHERE " + " AND ".join(where) if where else "")
@@ -785,6 +773,18 @@ def _site(site: str | None, channel: str | None) -> str:
 def _check_status(status: str) -> None:
     if status not in STATUSES:
         raise ValueError(f"episode status {status!r}: one of {', '.join(STATUSES)}")
+
+
+def _night_site(night_id: int | None, site: str | None) -> tuple[list, list]:
+    """WHERE terms and their arguments for an optional night and site."""
+    where, args = [], []
+    if night_id is not None:
+        where.append("night_id=?")
+        args.append(night_id)
+    if site is not None:
+        where.append("site=?")
+        args.append(site)
+    return where, args
 
 
 def _sample(t_s: float | None, fs_hz: float | None) -> int | None:

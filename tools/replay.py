@@ -11,7 +11,13 @@ from crampwatch._files import atomic_private_write, check_output_path
 from crampwatch._text import sanitize_text
 from crampwatch.errors import ChannelNotFoundError
 from crampwatch.sites import site_label
-from crampwatch.tools._run import load_config, local_str, parse_acc_labels, run_channels
+from crampwatch.tools._run import (
+    load_config,
+    local_str,
+    parse_acc_labels,
+    parse_emg,
+    run_channels,
+)
 
 HELP = "replay recordings (EDF/EDF+/BDF or crampwatch captures) through the detector"
 DESCRIPTION = """Replay recordings through the very same pipeline as live capture, as fast as
@@ -51,16 +57,6 @@ def check_outputs(args) -> None:
     check_output_path(args.episodes, inputs, "--episodes")
     check_output_path(args.csv, inputs + [args.episodes], "--csv")
     check_output_path(args.db, inputs + [args.episodes, args.csv], "--db")
-
-
-def parse_emg(text: str | None):
-    """``--emg``: None, ``"all"``, one label, or ``"A,B"`` (a list of labels)."""
-    if text is None:
-        return None
-    if text.strip().lower() == "all":
-        return "all"
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    return parts if len(parts) > 1 else text
 
 
 def _run_file(path, cfg, args, acc):

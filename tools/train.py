@@ -27,7 +27,6 @@ import os
 import sys
 from datetime import date
 
-from crampwatch.errors import InputFileError
 
 HELP = "refit the candidate model on your labelled nights (on top of the shipped one)"
 DESCRIPTION = __doc__.split("\nExamples")[0]
@@ -99,7 +98,7 @@ def run(args) -> int:
     from crampwatch._files import check_output_path, ensure_private_dir
     from crampwatch.models import fit_model, load_model
     from crampwatch.models.table import shipped_table
-    from crampwatch.tools._personal import TOO_FEW_EXIT, labelled_nights, too_few_message
+    from crampwatch.tools._personal import TOO_FEW_EXIT, sleeper_nights
     from crampwatch.tools._run import parse_acc_labels
     from crampwatch.tools.capture.config import load_config
     from crampwatch.tools.config_cmd import toml_value
@@ -107,12 +106,7 @@ def run(args) -> int:
     db = args.db
     cfg = load_config(args.config, args.overrides).detector
     acc = parse_acc_labels(args.acc)
-    nights, missing = labelled_nights(db)
-    if not nights and missing:
-        raise InputFileError(f"{db}: every recording with verdicts is missing "
-                             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})",
-                             path=missing[0])
-    too_few = too_few_message(nights, missing, db, command="train")
+    nights, missing, too_few = sleeper_nights(db, command="train")
     if too_few:
         print(f"crampwatch: {too_few}", file=sys.stderr)
         return TOO_FEW_EXIT
