@@ -64,12 +64,28 @@ def simulate(folder: str, nights: int, hours: float) -> list[str]:
     return paths
 
 
-def timed_batch(folder: str, out: str, engine: list[str]) -> float:
-    shutil.rmtree(out, ignore_errors=True)
-    t = time.perf_counter()
-    subprocess.run(EXE + ["batch", folder, "--out", out, *engine], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+REPEATS = 3
+"""Each engine is timed this many times (fresh output folder each time); the median counts."""
+
+
+def settle(max_wait_s: float = 60.0, load: float = 0.3) -> None:
+    """Wait (at most ``max_wait_s``) for the 1-minute load average to fall below ``load``:
+    the previous run's processes must not be counted against the next."""
+    t_end = time.monotonic() + max_wait_s
+    while os.getloadavg()[0] > load and time.monotonic() < t_end:
+        time.sleep(2.0)
+
+
+def timed_batch(folder: str, out: str, engine: list[str], repeats: int = REPEATS) -> float:
+    """Median wall time of ``repeats`` runs of the whole command."""
+    walls = []
+    for _ in range(repeats):
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        subprocess.run(EXE + ["batch", folder, "--out", out, *engine], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - t)
+    return sorted(walls)[len(walls) // 2]
 
 
 def outputs(out: str) -> dict:
@@ -99,20 +115,34 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="cw-bench-batch-")
     runs = []
     try:
-        for label, engine in (("`--jobs 1`", ["--jobs", "1"]), ("`--jobs 2`", ["--jobs", "2"])):
-            load = os.getloadavg()[0]
-            out = os.path.join(work, engine[-1])
-            runs.append((label, timed_batch(folder, out, engine), load, out))
-            print(f"{label:<28} {runs[-1][1]:7.1f} s   (load before: {load:.2f})")
+        engines = [("`--jobs 1`", ["--jobs", "1"]), ("`--jobs 2`", ["--jobs", "2"])]
+        cluster = None
         if not args.no_dask:
             from distributed import LocalCluster
-            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster:
-                load = os.getloadavg()[0]
-                out = os.path.join(work, "dask")
-                wall = timed_batch(folder, out, ["--cluster", cluster.scheduler_address])
-                runs.append(("Dask LocalCluster, 2 workers", wall, load, out))
-                print(f"{runs[-1][0]:<28} {wall:7.1f} s   (load before: {load:.2f})")
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            engines.append(("Dask LocalCluster, 2 workers",
+                            ["--cluster", cluster.scheduler_address]))
+        # rounds of one run per engine, so that a slower or faster spell of this shared
+        # machine falls on every engine alike; the median of the rounds counts
+        walls = {label: [] for label, _ in engines}
+        loads = {label: [] for label, _ in engines}
+        try:
+            for k in range(REPEATS):
+                for label, engine in engines:
+                    settle()
+                    loads[label].append(os.getloadavg()[0])
+                    out = os.path.join(work, label.strip("`").replace(" ", "_"))
+                    walls[label].append(timed_batch(folder, out, engine, repeats=1))
+                    print(f"round {k + 1}: {label:<28} {walls[label][-1]:7.1f} s   "
+                          f"(load before: {loads[label][-1]:.2f})")
+        finally:
+            if cluster is not None:
+                cluster.close()
+        for label, _ in engines:
+            out = os.path.join(work, label.strip("`").replace(" ", "_"))
+            median = sorted(walls[label])[len(walls[label]) // 2]
+            runs.append((label, median, max(loads[label]), out))
         ref = outputs(runs[0][3])
         same = all(outputs(r[3]) == ref for r in runs[1:])
     finally:
@@ -123,7 +153,7 @@ def main() -> int:
         ("" if args.hours == 8 else f" --hours {args.hours:g}")
     lines = [(f"{args.nights} simulated nights of {args.hours:g} h (EMG 1 kHz + accelerometer "
               f"100 Hz, EDF+), the whole `crampwatch batch` command, {os.cpu_count()} cores "
-              f"({platform.machine()}), measured in one run by "
+              f"({platform.machine()}), the median of {REPEATS} runs each, measured in one run by "
               f"`python benchmarks/bench_batch.py{opts}`:"),
              "",
              "| engine | wall time | nights per minute | speed-up vs `--jobs 1` |",
@@ -131,10 +161,10 @@ def main() -> int:
     for label, wall, _, _ in runs:
         lines.append(f"| {label} | {wall:.1f} s | {args.nights / wall * 60:.1f} | "
                      f"{base / wall:.2f}x |")
-    loads = ", ".join(f"{r[2]:.2f}" for r in runs)
+    loads = ", ".join(f"{r[2]:.2f}" for r in runs)  # the highest of each engine's rounds
     lines += ["", (f"Outputs byte-identical across the engines: {'yes' if same else 'NO'}; "
-                   f"{total_h:g} h of recordings in all; 1-minute load average before each "
-                   f"run: {loads}.")]
+                   f"{total_h:g} h of recordings in all; {REPEATS} rounds, the engines in turn "
+                   f"in each; highest 1-minute load average before a run: {loads}.")]
     text = "\n".join(lines)
     print()
     print(text)

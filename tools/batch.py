@@ -207,7 +207,9 @@ class BatchState:
         import fcntl
         self._lock = private_open(self.lock_path, "a")
         try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # a POSIX record lock: held by this process only, never by the worker
+            # processes it forks, so it goes with this process however it ends
+            fcntl.lockf(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             self._lock.close()
             raise FileLockedError(f"{os.path.dirname(self.path)}: another 'crampwatch batch' "
