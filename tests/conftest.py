@@ -7,7 +7,28 @@ EDF+ with its labels file beside it.
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
+
+
+def _away_from_noon() -> None:
+    """The capture daemon starts a new file for the new night at local noon.  A capture
+    test streams a simulated night as fast as it can, its samples dated up to an hour or so
+    ahead of the clock: started shortly before noon, it would cross noon and see two
+    recordings.  Between 09:00 and 12:30 local time the tests therefore run in a fixed
+    time zone 8 h behind (01:00-04:30 local), far from noon either way."""
+    now = time.localtime()
+    if not (9 <= now.tm_hour < 12 or (now.tm_hour == 12 and now.tm_min < 30)):
+        return
+    offset_h = round((now.tm_gmtoff or 0) / 3600) - 8
+    # POSIX TZ signs are inverted: "CWT3" is UTC-3, "CWT-3" UTC+3
+    os.environ["TZ"] = f"CWT{-offset_h:+d}".replace("+", "")
+    time.tzset()
+
+
+_away_from_noon()
 
 SIM_NIGHT_SPEC = dict(
     hours=25 / 60, seed=2024, emg_fs_hz=1000.0, acc_fs_hz=100.0, mains_hz=50.0, n_cramps=2
