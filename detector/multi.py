@@ -53,15 +53,11 @@ import numpy as np
 from crampwatch.detector.config import DetectorConfig
 from crampwatch.detector.episodes import EpisodeEnded, EpisodeStarted
 from crampwatch.detector.pipeline import Pipeline
+from crampwatch.sites import leg_of
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MultiPipeline"]
-
-
-def _leg_of(site: str) -> str | None:
-    head = str(site).split("_", 1)[0]
-    return head if head in ("left", "right") else None
 
 
 class MultiPipeline:
@@ -238,10 +234,10 @@ class MultiPipeline:
         self._decided[site] = rows[-1][ti]
 
     def _others(self, site: str) -> list:
-        leg = _leg_of(site)
+        leg = leg_of(site)
         if leg is None:
             return []
-        return [s for s in self.sites if s != site and _leg_of(s) not in (None, leg)]
+        return [s for s in self.sites if s != site and leg_of(s) not in (None, leg)]
 
     def _ready(self, site: str, ev) -> bool:
         """Can the rule decide this event now (have the other legs' pipelines
